@@ -1,0 +1,59 @@
+"""segment_client: a server-side Python client for the Segment HTTP Tracking API.
+
+```python
+from segment_client import Client
+
+client = Client("WRITE_KEY")
+client.track("user-1", "Order Completed", {"revenue": 59.99})
+client.close_and_flush(timeout=5)
+```
+"""
+
+from __future__ import annotations
+
+from ._client import Client
+from ._consumer import ClientStats
+from ._exceptions import (
+    APIError,
+    ClientClosedError,
+    ConfigurationError,
+    DeliveryError,
+    MessageError,
+    MessageTooLargeError,
+    MissingDependencyError,
+    QueueFullError,
+    SegmentError,
+    TransportError,
+)
+from ._queue import MemoryQueue, MessageQueue
+from ._retry import RetryPolicy
+from ._transport import HTTPTransport, Transport
+from ._version import __version__
+
+__all__ = [
+    "APIError",
+    "Client",
+    "ClientClosedError",
+    "ClientStats",
+    "ConfigurationError",
+    "DeliveryError",
+    "HTTPTransport",
+    "MemoryQueue",
+    "MessageError",
+    "MessageQueue",
+    "MessageTooLargeError",
+    "MissingDependencyError",
+    "QueueFullError",
+    "RetryPolicy",
+    "SegmentError",
+    "Transport",
+    "TransportError",
+    "__version__",
+]
+
+# Public objects report the public module, not the private one they live in.
+for _name in __all__:
+    _obj = globals()[_name]
+    if hasattr(_obj, "__module__") and not isinstance(_obj, str):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,352 @@
+"""The Client: configuration, the six calls, and the lifecycle (flush, close, atexit)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._batch import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES
+from ._consumer import ClientStats, Consumer, ErrorHandler
+from ._exceptions import ConfigurationError, MessageTooLargeError
+from ._json import dumps
+from ._messages import (
+    Message,
+    build_alias,
+    build_group,
+    build_identify,
+    build_page,
+    build_screen,
+    build_track,
+)
+from ._queue import MemoryQueue, MessageQueue
+from ._retry import RetryPolicy
+from ._transport import HTTPTransport, Transport
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Client"]
+
+DEFAULT_HOST = "https://api.segment.io"
+DEFAULT_PATH = "/v1/batch"
+
+
+def _check_number(
+    name: str, value: object, *, minimum: float, maximum: float | None = None,
+    integer: bool = False, inclusive: bool = True,
+) -> None:
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        expected = "an integer" if integer else "a number"
+        raise ConfigurationError(f"{name} must be {expected}, got {value!r}")
+    too_small = value < minimum if inclusive else value <= minimum
+    if too_small or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if inclusive else f"> {minimum}"
+        if maximum is not None:
+            bound += f" and <= {maximum}"
+        raise ConfigurationError(f"{name} must be {bound}, got {value!r}")
+
+
+def _normalise_host(host: str) -> str:
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigurationError(f"host must be a URL such as {DEFAULT_HOST!r}, got {host!r}")
+    host = host.strip().rstrip("/")
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(
+            f"host must start with http:// or https:// and name a server, got {host!r}"
+        )
+    return host
+
+
+class Client:
+    """A Segment client. Safe to share between threads; one per process is typical.
+
+    The six calls validate and encode the message on the caller's thread, queue it and
+    return its `messageId` without waiting for the network. A background thread sends
+    batches. Only programmer errors raise (`ConfigurationError` here, `MessageError`
+    from a call); delivery problems go to `on_error`, the `segment_client` logger and
+    `stats()`.
+
+    Args:
+        write_key: the source's write key; defaults to `$SEGMENT_WRITE_KEY`.
+        host: the collector's base URL; defaults to `$SEGMENT_HOST`, then Segment's US API.
+        path: the batch route on `host`.
+        flush_at: messages per batch (1..2500).
+        flush_interval: seconds a partial batch waits after its first message.
+        max_queue_size: queued messages at most; more are dropped and reported.
+        max_retries: retries after a failed attempt (attempts = max_retries + 1).
+        request_timeout: seconds per HTTP attempt (connect, and each read).
+        gzip: compress request bodies.
+        send: False validates and counts but never sends.
+        sync_mode: True sends within each call, on the caller's thread (no thread).
+        on_error: `on_error(error, messages)` for every message not delivered; runs on
+            the consumer thread (the caller's for drops); its exceptions are logged.
+        transport: a custom `Transport` (tests, proxies); replaces the HTTP transport.
+        shutdown_timeout: the bound on the close performed at interpreter exit.
+        retry_base_delay, retry_max_delay: the exponential backoff's first ceiling and cap.
+        rate_limit_budget: seconds one batch may wait on 429 Retry-After in total.
+        queue: a custom `MessageQueue` factory (the on-disk spool uses this seam).
+    """
+
+    def __init__(
+        self,
+        write_key: str | None = None,
+        *,
+        host: str | None = None,
+        path: str = DEFAULT_PATH,
+        flush_at: int = 100,
+        flush_interval: float = 0.5,
+        max_queue_size: int = 10_000,
+        max_retries: int = 10,
+        request_timeout: float = 10.0,
+        gzip: bool = True,
+        send: bool = True,
+        sync_mode: bool = False,
+        on_error: ErrorHandler | None = None,
+        transport: Transport | None = None,
+        shutdown_timeout: float = 5.0,
+        retry_base_delay: float = 0.5,
+        retry_max_delay: float = 60.0,
+        rate_limit_budget: float = 600.0,
+        queue: Callable[[], MessageQueue] | None = None,
+    ) -> None:
+        if write_key is None:
+            write_key = os.environ.get("SEGMENT_WRITE_KEY") or None
+        if not isinstance(write_key, str) or not write_key:
+            raise ConfigurationError(
+                "write_key is required: pass Client('WRITE_KEY') or set SEGMENT_WRITE_KEY"
+                + ("" if write_key is None else f" (got {type(write_key).__name__})")
+            )
+        if host is None:
+            host = os.environ.get("SEGMENT_HOST") or DEFAULT_HOST
+        self.host = _normalise_host(host)
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigurationError(f"path must start with '/', got {path!r}")
+        _check_number("flush_at", flush_at, minimum=1, maximum=MAX_BATCH_MESSAGES, integer=True)
+        _check_number("flush_interval", flush_interval, minimum=0, inclusive=False)
+        _check_number("max_queue_size", max_queue_size, minimum=1, integer=True)
+        _check_number("max_retries", max_retries, minimum=0, integer=True)
+        _check_number("request_timeout", request_timeout, minimum=0, inclusive=False)
+        _check_number("shutdown_timeout", shutdown_timeout, minimum=0)
+        _check_number("retry_base_delay", retry_base_delay, minimum=0)
+        _check_number("retry_max_delay", retry_max_delay, minimum=0)
+        _check_number("rate_limit_budget", rate_limit_budget, minimum=0)
+        for name, flag in (("gzip", gzip), ("send", send), ("sync_mode", sync_mode)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{name} must be True or False, got {flag!r}")
+        if on_error is not None and not callable(on_error):
+            raise ConfigurationError(f"on_error must be callable, got {on_error!r}")
+        if transport is not None and not isinstance(transport, Transport):
+            raise ConfigurationError(
+                f"transport must have send() and close() methods, got {transport!r}"
+            )
+
+        self.path = path
+        self.flush_at = flush_at
+        self.flush_interval = flush_interval
+        self.max_queue_size = max_queue_size
+        self.send = send
+        self.sync_mode = sync_mode
+        self.shutdown_timeout = shutdown_timeout
+        self._write_key = write_key
+        self._transport = transport or HTTPTransport(
+            write_key, url=self.host + path, timeout=request_timeout, gzip=gzip
+        )
+        self._consumer = Consumer(
+            queue_factory=queue or (lambda: MemoryQueue(max_queue_size)),
+            transport=self._transport,
+            write_key=write_key,
+            flush_at=flush_at,
+            flush_interval=flush_interval,
+            policy=RetryPolicy(
+                max_retries=max_retries,
+                base_delay=retry_base_delay,
+                max_delay=retry_max_delay,
+                rate_limit_budget=rate_limit_budget,
+            ),
+            on_error=on_error,
+            sync_mode=sync_mode,
+            exit_timeout=shutdown_timeout,
+        )
+        _open_clients.add(self)
+
+    def __repr__(self) -> str:
+        # Never the write key: reprs end up in logs and tracebacks.
+        return f"Client(host={self.host!r}, path={self.path!r})"
+
+    # -- the six calls -----------------------------------------------------------------
+
+    def identify(
+        self,
+        user_id: str | int | None = None,
+        traits: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: Any = None,
+        anonymous_id: str | int | None = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Record who a user is. Returns the messageId; never blocks (except sync_mode)."""
+        return self._enqueue(
+            build_identify(
+                user_id, traits, context, timestamp, anonymous_id, integrations, message_id
+            )
+        )
+
+    def track(
+        self,
+        user_id: str | int | None = None,
+        event: str | None = None,
+        properties: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: Any = None,
+        anonymous_id: str | int | None = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Record an action. Returns the messageId; never blocks (except sync_mode)."""
+        return self._enqueue(
+            build_track(
+                user_id, event, properties, context, timestamp, anonymous_id,
+                integrations, message_id,
+            )
+        )
+
+    def group(
+        self,
+        user_id: str | int | None = None,
+        group_id: str | int | None = None,
+        traits: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: Any = None,
+        anonymous_id: str | int | None = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Associate a user with a group. Returns the messageId; never blocks."""
+        return self._enqueue(
+            build_group(
+                user_id, group_id, traits, context, timestamp, anonymous_id,
+                integrations, message_id,
+            )
+        )
+
+    def page(
+        self,
+        user_id: str | int | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: Any = None,
+        anonymous_id: str | int | None = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Record a page view. Returns the messageId; never blocks (except sync_mode)."""
+        return self._enqueue(
+            build_page(
+                user_id, category, name, properties, context, timestamp, anonymous_id,
+                integrations, message_id,
+            )
+        )
+
+    def screen(
+        self,
+        user_id: str | int | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: Any = None,
+        anonymous_id: str | int | None = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Record a screen view. Returns the messageId; never blocks (except sync_mode)."""
+        return self._enqueue(
+            build_screen(
+                user_id, category, name, properties, context, timestamp, anonymous_id,
+                integrations, message_id,
+            )
+        )
+
+    def alias(
+        self,
+        previous_id: str | int | None = None,
+        user_id: str | int | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: Any = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Merge two user identities. Returns the messageId; never blocks."""
+        return self._enqueue(
+            build_alias(previous_id, user_id, context, timestamp, integrations, message_id)
+        )
+
+    def _enqueue(self, message: Message) -> str:
+        data = dumps(message)
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
+        if not self.send:
+            self._consumer.drop_quietly("send_disabled")
+        else:
+            self._consumer.put(data, message)
+        return message["messageId"]  # type: ignore[no-any-return]
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send the partial batch now and wait for everything queued before the call.
+
+        Thread-safe. Blocks until done or `timeout` seconds (None: no limit). Returns
+        True when all of it was delivered, False on timeout or if any of it failed.
+        """
+        if timeout is not None:
+            _check_number("timeout", timeout, minimum=0)
+        return self._consumer.flush(timeout)
+
+    def close_and_flush(self, timeout: float | None = None) -> bool:
+        """Stop accepting calls, deliver what is queued, stop the thread, close the session.
+
+        Returns by `timeout` (None: no limit) and reports whatever is left as failed.
+        True when everything queued was delivered. Idempotent; later calls to the six
+        methods are reported as `ClientClosedError` and counted, never raised.
+        """
+        if timeout is not None:
+            _check_number("timeout", timeout, minimum=0)
+        try:
+            return self._consumer.close(timeout)
+        finally:
+            _open_clients.discard(self)
+
+    def stats(self) -> ClientStats:
+        """A snapshot of message counts (queued, delivered, failed, dropped...)."""
+        return self._consumer.stats()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close_and_flush()
+
+
+_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _close_open_clients() -> None:
+    """At interpreter exit: a bounded close of every client still open."""
+    for client in list(_open_clients):
+        client.close_and_flush(client.shutdown_timeout)
+
+
+atexit.register(_close_open_clients)

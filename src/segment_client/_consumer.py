@@ -1,0 +1,511 @@
+"""The consumer: batching triggers, delivery with retries, flush, close and fork.
+
+One daemon thread per client and process, started on the first message. Callers only
+`put` encoded bytes and, at most, set an Event; everything else happens here.
+
+Every message accepted by `put` ends in exactly one of: delivered, or reported failed
+(`on_error`, the log and the counters). That bookkeeping happens under `_lock`, so a
+close that gives up at its deadline and a request that completes just after it cannot
+both account for the same messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._batch import MAX_REQUEST_BYTES, body_overhead
+from ._exceptions import (
+    APIError,
+    ClientClosedError,
+    DeliveryError,
+    QueueFullError,
+    TransportError,
+)
+from ._json import loads
+from ._queue import MessageQueue
+from ._retry import RetryPolicy
+from ._transport import Transport
+
+__all__ = ["ClientStats", "Consumer"]
+
+logger = logging.getLogger("segment_client")
+
+ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
+
+THREAD_NAME = "segment_client.consumer"
+# How long a durable queue waits between rounds when the collector stays unreachable.
+_DURABLE_RETRY_S = 30.0
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """A snapshot of a client's message counts since it started (or since a fork).
+
+    `queued == delivered + failed + queue_depth + in_flight` at any moment; messages in
+    `dropped` were never queued.
+    """
+
+    queued: int = 0
+    delivered: int = 0
+    failed: int = 0
+    retried: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    queue_depth: int = 0
+    in_flight: int = 0
+    batches_sent: int = 0
+
+    @property
+    def dropped_total(self) -> int:
+        """All dropped messages, whatever the reason."""
+        return sum(self.dropped.values())
+
+
+class _Flush:
+    """One pending flush: done when `finished` reaches `target`."""
+
+    __slots__ = ("failed", "start", "target")
+
+    def __init__(self, start: int, target: int) -> None:
+        self.start = start
+        self.target = target
+        self.failed = False
+
+
+_live: weakref.WeakSet[Consumer] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for consumer in list(_live):
+        consumer._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Consumer:
+    """Owns the queue, the thread, delivery and the counters of one client.
+
+    Thread-safe. `put` never blocks; `flush` and `close` block up to their timeout.
+    """
+
+    def __init__(
+        self,
+        *,
+        queue_factory: Callable[[], MessageQueue],
+        transport: Transport,
+        write_key: str,
+        flush_at: int,
+        flush_interval: float,
+        policy: RetryPolicy,
+        on_error: ErrorHandler | None,
+        sync_mode: bool = False,
+        exit_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._queue_factory = queue_factory
+        self._transport = transport
+        self._flush_at = flush_at
+        self._flush_interval = flush_interval
+        self._policy = policy
+        self._on_error = on_error
+        self._sync_mode = sync_mode
+        self._clock = clock
+        self._exit_timeout = exit_timeout
+        self._max_bytes = MAX_REQUEST_BYTES - body_overhead(write_key)
+        self._init_state()
+        _live.add(self)
+
+    def _init_state(self) -> None:
+        self._pid = os.getpid()
+        self.queue = self._queue_factory()
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._stop = threading.Event()  # set when the close deadline passes
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._closed = threading.Event()
+        self._close_result = False
+        self._flushes: list[_Flush] = []
+        self._in_flight: list[bytes] = []
+        self._in_flight_done = 0
+        # Counters, guarded by _lock (drops by _drop_lock). "queued" is derived:
+        # finished + in flight + depth.
+        self._finished = 0
+        self._delivered = 0
+        self._failed = 0
+        self._retried = 0
+        self._batches = 0
+        self._drop_lock = threading.Lock()
+        self._dropped: dict[str, int] = {}
+        self._sync_lock = threading.Lock()
+
+    def _reset_after_fork(self) -> None:
+        # The child inherits copies of the parent's queue and locks (possibly held by a
+        # thread that does not exist here). The parent sends its own messages; the child
+        # starts empty so nothing is sent twice.
+        self._init_state()
+
+    # -- caller side ---------------------------------------------------------------
+
+    def put(self, data: bytes, message: dict[str, Any]) -> bool:
+        """Queue one encoded message; never blocks. False when it was dropped."""
+        if self._pid != os.getpid():
+            self._reset_after_fork()
+        if self._closing:
+            self.drop("closed", ClientClosedError("the client is closed"), [message])
+            return False
+        if self._sync_mode:
+            return self._send_now(data)
+        depth = self.queue.put(data)
+        if not depth:
+            self.drop(
+                "queue_full",
+                QueueFullError("the queue is full; the message was dropped"),
+                [message],
+            )
+            return False
+        if self._thread is None:
+            self._start()
+        if (depth == 1 or depth >= self._flush_at) and not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    def drop(self, reason: str, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
+        """Count and report messages that were never queued."""
+        with self._drop_lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + len(messages)
+        logger.warning("segment_client: %d message(s) dropped: %s", len(messages), error)
+        self._report(error, messages)
+
+    def drop_quietly(self, reason: str) -> None:
+        """Count a message not sent on purpose (send=False): no log, no on_error."""
+        with self._drop_lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + 1
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:
+                # No threads at interpreter shutdown: close() drains on its own thread.
+                logger.warning("segment_client: could not start the consumer thread")
+                return
+            self._thread = thread
+            mp_util = sys.modules.get("multiprocessing.util")
+            if mp_util is not None:
+                # multiprocessing children end with os._exit(), skipping atexit; they run
+                # multiprocessing's own finalizers, so a bounded close is registered there.
+                mp_util.Finalize(
+                    None, _close_at_exit, args=(weakref.ref(self),), exitpriority=10
+                )
+
+    def _send_now(self, data: bytes) -> bool:
+        # sync_mode: the caller's thread delivers, one request at a time per client so the
+        # counters and order stay consistent.
+        with self._sync_lock:
+            self._deliver([data], deadline=None)
+        return True
+
+    # -- consumer thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                batch = self._next_batch()
+                if not batch:
+                    return
+                self._deliver(batch, deadline=None)
+        except Exception:  # a bug here must not pass silently
+            logger.exception("segment_client: the consumer thread crashed")
+
+    def _next_batch(self) -> list[bytes]:
+        """Wait for a batching trigger and take the next batch ([] means: exit)."""
+        queue = self.queue
+        first_seen: float | None = None
+        while True:
+            if self._stop.is_set():
+                return []
+            depth = queue.depth()
+            if depth == 0:
+                if self._closing:
+                    return []
+                first_seen = None
+                self._wake.clear()
+                # Re-check after clear: a put between depth() and clear() set the event
+                # before we cleared it.
+                if queue.depth() == 0 and not self._closing:
+                    self._wake.wait()
+                continue
+            if depth >= self._flush_at or self._flushes or self._closing:
+                break
+            now = self._clock()
+            if first_seen is None:
+                first_seen = now
+            remaining = first_seen + self._flush_interval - now
+            if remaining <= 0:
+                break
+            self._wake.clear()
+            if queue.depth() < self._flush_at and not self._flushes and not self._closing:
+                self._wake.wait(remaining)
+        with self._lock:
+            batch = queue.take(self._flush_at, self._max_bytes)
+            self._in_flight = batch
+            self._in_flight_done = 0
+        return batch
+
+    def _deliver(self, batch: list[bytes], deadline: float | None) -> None:
+        """Send `batch` (splitting on 413) and account for every message in it."""
+        with self._lock:
+            self._in_flight = batch
+            self._in_flight_done = 0
+        parts = [batch]
+        while parts:
+            part = parts.pop(0)
+            error = self._send_with_retries(part, deadline)
+            if isinstance(error, APIError) and error.status == 413 and len(part) > 1:
+                half = len(part) // 2
+                logger.info("segment_client: 413 for %d messages; splitting", len(part))
+                parts[:0] = [part[:half], part[half:]]
+                continue
+            if not self._finish(part, error):
+                return  # a close gave up on these already
+        with self._lock:
+            self._in_flight = []
+            self._in_flight_done = 0
+
+    def _send_with_retries(self, part: list[bytes], deadline: float | None) -> DeliveryError | None:
+        """Attempt until delivered or given up. Returns None or the final error."""
+        policy = self._policy
+        waits = policy.backoff_waits()
+        retries = 0
+        attempt = 0
+        rate_limited = 0.0
+        durable = self.queue.durable
+        while True:
+            if self._stop.is_set():
+                return ClientClosedError("the client closed before the batch was delivered")
+            try:
+                self._transport.send(part, retry_count=attempt)
+                return None
+            except DeliveryError as exc:
+                error = exc
+            except Exception as exc:  # a broken custom transport is reported, not fatal
+                logger.exception("segment_client: the transport raised unexpectedly")
+                return TransportError(f"transport raised {type(exc).__name__}: {exc}")
+            if isinstance(error, APIError) and error.status == 413 and len(part) > 1:
+                return error
+            if not policy.is_retryable(error):
+                return error
+            wait = policy.rate_limit_wait(error)
+            if wait is not None:
+                rate_limited += wait
+                if rate_limited > policy.rate_limit_budget and not durable:
+                    return error
+            else:
+                retries += 1
+                if retries > policy.max_retries:
+                    if not durable:
+                        return error
+                    # A spool keeps the batch; retry slowly until the collector is back.
+                    wait = _DURABLE_RETRY_S
+                else:
+                    wait = next(waits)
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - self._clock()))
+                if wait <= 0:
+                    return error
+            attempt += 1
+            with self._lock:
+                self._retried += len(part)
+            logger.info(
+                "segment_client: batch of %d failed (%s); retry %d in %.2fs",
+                len(part), error, attempt, wait,
+            )
+            if self._stop.wait(wait):
+                return error
+
+    def _finish(self, part: Sequence[bytes], error: DeliveryError | None) -> bool:
+        """Account for a finished part of the in-flight batch. False if already reported."""
+        with self._lock:
+            if self._stop.is_set() and not self._in_flight:
+                return False
+            count = len(part)
+            self.queue.ack(count)
+            self._in_flight_done += count
+            self._finished += count
+            if error is None:
+                self._delivered += count
+                self._batches += 1
+            else:
+                self._failed += count
+                for flush in self._flushes:
+                    if self._finished - count < flush.target:
+                        flush.failed = True
+            self._progress.notify_all()
+        if error is not None:
+            logger.error("segment_client: %d message(s) failed: %s", count, error)
+            self._report(error, _decode(part))
+        return True
+
+    def _report(self, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(error, messages)
+        except Exception:
+            logger.exception("segment_client: on_error raised; ignored")
+
+    # -- flush and close ------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send what is queued now and wait for it. True when all of it was delivered."""
+        deadline = None if timeout is None else self._clock() + timeout
+        if self._pid != os.getpid():
+            self._reset_after_fork()
+        with self._lock:
+            pending = self.queue.depth() + len(self._in_flight) - self._in_flight_done
+            if pending <= 0:
+                return True
+            flush = _Flush(self._finished, self._finished + pending)
+            self._flushes.append(flush)
+        try:
+            if self._thread is None or not self._thread.is_alive():
+                # No thread here (uWSGI without threads, interpreter shutdown): drain inline.
+                self._drain_inline(deadline)
+            self._wake.set()
+            with self._lock:
+                while self._finished < flush.target:
+                    remaining = None if deadline is None else deadline - self._clock()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._progress.wait(remaining)
+                return not flush.failed
+        finally:
+            with self._lock:
+                self._flushes.remove(flush)
+
+    def _drain_inline(self, deadline: float | None) -> None:
+        while True:
+            with self._lock:
+                if self._in_flight or self._stop.is_set():
+                    return
+                batch = self.queue.take(self._flush_at, self._max_bytes)
+            if not batch:
+                return
+            self._deliver(batch, deadline)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop accepting messages, deliver what is queued, stop the thread.
+
+        Returns by the deadline; whatever is still undelivered then is reported failed.
+        True when every message queued at the call was delivered. Idempotent: a later
+        call waits (up to its own timeout) for the first and returns its result.
+        """
+        deadline = None if timeout is None else self._clock() + timeout
+        if self._pid != os.getpid():
+            self._reset_after_fork()
+        with self._lock:
+            first = not self._closing
+            self._closing = True
+            failed_before = self._failed
+        self._wake.set()
+        if not first:
+            self._closed.wait(timeout)
+            return self._close_result and self._closed.is_set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(None if deadline is None else max(0.0, deadline - self._clock()))
+        if thread is None or not thread.is_alive():
+            self._drain_inline(deadline)
+        if self._pending():
+            self._abandon()
+        self.queue.close()
+        self._transport.close()
+        with self._lock:
+            self._close_result = self._failed == failed_before
+        self._closed.set()
+        return self._close_result
+
+    def _pending(self) -> int:
+        with self._lock:
+            return self.queue.depth() + len(self._in_flight) - self._in_flight_done
+
+    def _abandon(self) -> None:
+        """At the close deadline: report every message not yet finished as failed."""
+        with self._lock:
+            self._stop.set()
+            self._wake.set()
+            left = self._in_flight[self._in_flight_done :]
+            self._in_flight = []
+            self._in_flight_done = 0
+            while True:
+                more = self.queue.take(self._flush_at, self._max_bytes)
+                if not more:
+                    break
+                self.queue.ack(len(more))
+                left.extend(more)
+            for flush in self._flushes:
+                if left and self._finished < flush.target:
+                    flush.failed = True
+            self._finished += len(left)
+            self._failed += len(left)
+            self._progress.notify_all()
+        if left:
+            error = ClientClosedError(
+                f"{len(left)} message(s) not delivered before the close deadline"
+            )
+            logger.error("segment_client: %s", error)
+            self._report(error, _decode(left))
+
+    def stats(self) -> ClientStats:
+        """A consistent snapshot of the counters."""
+        with self._drop_lock:
+            dropped = dict(self._dropped)
+        with self._lock:
+            in_flight = len(self._in_flight) - self._in_flight_done
+            depth = self.queue.depth()
+            return ClientStats(
+                queued=self._finished + in_flight + depth,
+                delivered=self._delivered,
+                failed=self._failed,
+                retried=self._retried,
+                dropped=dropped,
+                queue_depth=depth,
+                in_flight=in_flight,
+                batches_sent=self._batches,
+            )
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The consumer thread of this process, if started."""
+        return self._thread
+
+
+def _close_at_exit(ref: weakref.ReferenceType[Consumer]) -> None:
+    consumer = ref()
+    if consumer is not None and consumer._pid == os.getpid() and not consumer._closing:
+        consumer.close(consumer._exit_timeout)
+
+
+def _decode(batch: Sequence[bytes]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for data in batch:
+        try:
+            out.append(loads(data))
+        except ValueError:
+            out.append({"_undecodable": data.decode("utf-8", "replace")})
+    return out

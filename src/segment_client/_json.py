@@ -1,0 +1,101 @@
+"""JSON encoding of messages, including values JSON cannot hold.
+
+A message is encoded exactly once, on the caller's thread; the bytes are what is queued,
+measured against the size limit, and joined into request bodies. Encoding never fails on
+a value: awkward values are converted (see `convert`), anything unknown becomes `str()`
+with a warning on the `segment_client` logger.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import enum
+import json
+import logging
+import math
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+__all__ = ["convert", "dumps", "loads"]
+
+logger = logging.getLogger("segment_client")
+
+_JSON_KEY_TYPES = (str, int, float, bool, type(None))
+
+
+def convert(value: Any) -> Any:
+    """Return a JSON-native stand-in for `value` (the `default` hook of the encoder)."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if value.is_finite():
+            # An integral Decimal stays an integer; others become the nearest float.
+            return int(value) if value == value.to_integral_value() else float(value)
+        return None
+    if isinstance(value, uuid.UUID | PurePath):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        inner = value.value
+        return inner if isinstance(inner, str) else str(inner)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode("ascii")
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    logger.warning(
+        "segment_client: a value of type %s is not JSON-serialisable; sent as str()",
+        type(value).__name__,
+    )
+    return str(value)
+
+
+def _sanitise(value: Any) -> Any:
+    """Slow path: rebuild `value` with NaN/Infinity as null and keys JSON can hold."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, _JSON_KEY_TYPES):
+                key = convert(key)
+                if not isinstance(key, _JSON_KEY_TYPES):
+                    key = str(key)
+            elif isinstance(key, float) and not math.isfinite(key):
+                key = str(key)
+            out[key] = _sanitise(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [_sanitise(item) for item in value]
+    return _sanitise(convert(value))
+
+
+_encode = json.JSONEncoder(
+    default=convert, allow_nan=False, ensure_ascii=False, separators=(",", ":")
+).encode
+
+
+def dumps(value: Any) -> bytes:
+    """Encode `value` as compact UTF-8 JSON; never raises on awkward values."""
+    try:
+        return _encode(value).encode()
+    except (ValueError, TypeError):
+        # NaN/Infinity (ValueError with allow_nan=False) or a non-string key (TypeError):
+        # rare, so the walk over the whole value happens only here.
+        # "replace": a lone surrogate in a str cannot be UTF-8; it becomes U+FFFD.
+        return _encode(_sanitise(value)).encode("utf-8", "replace")
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON produced by `dumps`."""
+    return json.loads(data)

@@ -1,0 +1,312 @@
+"""Building and validating the six Segment message types.
+
+Pure functions, run on the caller's thread. Each builder checks its arguments (raising
+`MessageError` naming the field), stamps `messageId`, `timestamp` and `context.library`,
+and returns a new dict: the caller's dicts are copied at the top level and never mutated
+(they are encoded to bytes right after, which freezes their contents).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from dateutil import parser as _dateparser
+
+from ._exceptions import MessageError
+from ._version import __version__
+
+__all__ = [
+    "LIBRARY",
+    "MAX_MESSAGE_ID_LENGTH",
+    "Message",
+    "build_alias",
+    "build_group",
+    "build_identify",
+    "build_page",
+    "build_screen",
+    "build_track",
+    "format_timestamp",
+    "new_message_id",
+    "now_timestamp",
+]
+
+Message = dict[str, Any]
+
+LIBRARY_NAME = "segment-client-python"
+LIBRARY: dict[str, str] = {"name": LIBRARY_NAME, "version": __version__}
+# Segment dedupes on messageId and documents a 100-character limit for it.
+MAX_MESSAGE_ID_LENGTH = 100
+
+_uuid4 = uuid.uuid4
+
+# (second, "YYYY-MM-DDTHH:MM:SS") for the current second: formatting the date part is
+# the costly bit of a timestamp, and most calls share their second with the previous one.
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def new_message_id() -> str:
+    """Return a fresh random message id (UUID4 text)."""
+    return str(_uuid4())
+
+
+def now_timestamp() -> str:
+    """Return the current UTC time as ISO 8601 with milliseconds and `Z`."""
+    global _second_cache
+    now = time.time()
+    second = int(now)
+    cached_second, prefix = _second_cache
+    if cached_second != second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        # One tuple assignment: readers on other threads see either the old or new pair.
+        _second_cache = (second, prefix)
+    return f"{prefix}.{int((now - second) * 1000):03d}Z"
+
+
+def format_timestamp(value: dt.datetime) -> str:
+    """Format a datetime as UTC ISO 8601 with milliseconds and `Z` (naive means UTC)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _timestamp(value: object) -> str:
+    if value is None:
+        return now_timestamp()
+    if isinstance(value, dt.datetime):
+        return format_timestamp(value)
+    if isinstance(value, dt.date):
+        return format_timestamp(dt.datetime(value.year, value.month, value.day))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format_timestamp(dt.datetime.fromtimestamp(value, dt.timezone.utc))
+    if isinstance(value, str):
+        try:
+            parsed = _dateparser.isoparse(value)
+        except ValueError:
+            try:
+                parsed = _dateparser.parse(value)
+            except (ValueError, OverflowError) as exc:
+                raise MessageError(
+                    f"timestamp: cannot parse {value!r} as a date and time"
+                ) from exc
+        return format_timestamp(parsed)
+    raise MessageError(
+        "timestamp must be a datetime, a date, an ISO 8601 string or epoch seconds, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _id(value: object, field: str) -> str | None:
+    """An optional id: None or "" means absent; numbers become strings."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise MessageError(f"{field} must be a string or a number, got {type(value).__name__}")
+
+
+def _required_id(value: object, field: str) -> str:
+    result = _id(value, field)
+    if result is None:
+        raise MessageError(f"{field} is required")
+    return result
+
+
+def _mapping(value: object, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise MessageError(f"{field} must be a dict (mapping), got {type(value).__name__}")
+
+
+def _optional_str(value: object, field: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise MessageError(f"{field} must be a string, got {type(value).__name__}")
+
+
+def _base(
+    kind: str,
+    context: object,
+    timestamp: object,
+    integrations: object,
+    message_id: object,
+) -> Message:
+    if message_id is None:
+        mid = str(_uuid4())
+    else:
+        mid = _required_id(message_id, "message_id")
+        if len(mid) > MAX_MESSAGE_ID_LENGTH:
+            raise MessageError(
+                f"message_id must be at most {MAX_MESSAGE_ID_LENGTH} characters, "
+                f"got {len(mid)}"
+            )
+    ctx = _mapping(context, "context")
+    # A new dict: the caller's context is never mutated.
+    ctx = {**ctx, "library": LIBRARY} if ctx else {"library": LIBRARY}
+    return {
+        "type": kind,
+        "messageId": mid,
+        "timestamp": _timestamp(timestamp),
+        "context": ctx,
+        "integrations": _mapping(integrations, "integrations"),
+    }
+
+
+def _identity(msg: Message, user_id: object, anonymous_id: object) -> None:
+    uid = _id(user_id, "user_id")
+    aid = _id(anonymous_id, "anonymous_id")
+    if uid is None and aid is None:
+        raise MessageError("user_id or anonymous_id is required")
+    if uid is not None:
+        msg["userId"] = uid
+    if aid is not None:
+        msg["anonymousId"] = aid
+
+
+def build_track(
+    user_id: object,
+    event: object,
+    properties: object,
+    context: object,
+    timestamp: object,
+    anonymous_id: object,
+    integrations: object,
+    message_id: object,
+) -> Message:
+    """Build a track message. Raises `MessageError` naming the bad field."""
+    if not isinstance(event, str) or not event:
+        raise MessageError(
+            f"event must be a non-empty string, got {type(event).__name__}"
+            if not isinstance(event, str)
+            else "event must be a non-empty string, got ''"
+        )
+    props = _mapping(properties, "properties")
+    msg = _base("track", context, timestamp, integrations, message_id)
+    _identity(msg, user_id, anonymous_id)
+    msg["event"] = event
+    msg["properties"] = props
+    return msg
+
+
+def build_identify(
+    user_id: object,
+    traits: object,
+    context: object,
+    timestamp: object,
+    anonymous_id: object,
+    integrations: object,
+    message_id: object,
+) -> Message:
+    """Build an identify message. Raises `MessageError` naming the bad field."""
+    tr = _mapping(traits, "traits")
+    msg = _base("identify", context, timestamp, integrations, message_id)
+    _identity(msg, user_id, anonymous_id)
+    msg["traits"] = tr
+    return msg
+
+
+def build_group(
+    user_id: object,
+    group_id: object,
+    traits: object,
+    context: object,
+    timestamp: object,
+    anonymous_id: object,
+    integrations: object,
+    message_id: object,
+) -> Message:
+    """Build a group message. Raises `MessageError` naming the bad field."""
+    gid = _required_id(group_id, "group_id")
+    tr = _mapping(traits, "traits")
+    msg = _base("group", context, timestamp, integrations, message_id)
+    _identity(msg, user_id, anonymous_id)
+    msg["groupId"] = gid
+    msg["traits"] = tr
+    return msg
+
+
+def _build_view(
+    kind: str,
+    user_id: object,
+    category: object,
+    name: object,
+    properties: object,
+    context: object,
+    timestamp: object,
+    anonymous_id: object,
+    integrations: object,
+    message_id: object,
+) -> Message:
+    cat = _optional_str(category, "category")
+    nm = _optional_str(name, "name")
+    props = _mapping(properties, "properties")
+    msg = _base(kind, context, timestamp, integrations, message_id)
+    _identity(msg, user_id, anonymous_id)
+    if nm is not None:
+        msg["name"] = nm
+    if cat is not None:
+        msg["category"] = cat
+    msg["properties"] = props
+    return msg
+
+
+def build_page(
+    user_id: object,
+    category: object,
+    name: object,
+    properties: object,
+    context: object,
+    timestamp: object,
+    anonymous_id: object,
+    integrations: object,
+    message_id: object,
+) -> Message:
+    """Build a page message. Raises `MessageError` naming the bad field."""
+    return _build_view(
+        "page", user_id, category, name, properties, context, timestamp, anonymous_id,
+        integrations, message_id,
+    )
+
+
+def build_screen(
+    user_id: object,
+    category: object,
+    name: object,
+    properties: object,
+    context: object,
+    timestamp: object,
+    anonymous_id: object,
+    integrations: object,
+    message_id: object,
+) -> Message:
+    """Build a screen message. Raises `MessageError` naming the bad field."""
+    return _build_view(
+        "screen", user_id, category, name, properties, context, timestamp, anonymous_id,
+        integrations, message_id,
+    )
+
+
+def build_alias(
+    previous_id: object,
+    user_id: object,
+    context: object,
+    timestamp: object,
+    integrations: object,
+    message_id: object,
+) -> Message:
+    """Build an alias message. Raises `MessageError` naming the bad field."""
+    prev = _required_id(previous_id, "previous_id")
+    uid = _required_id(user_id, "user_id")
+    msg = _base("alias", context, timestamp, integrations, message_id)
+    msg["userId"] = uid
+    msg["previousId"] = prev
+    return msg

@@ -1,0 +1,89 @@
+"""The queue seam between callers and the consumer, and its in-memory implementation.
+
+The consumer only talks to a `MessageQueue`: put encoded messages, take the next batch,
+acknowledge it once it is finished (delivered or reported failed), read the depth. The
+on-disk spool is a second implementation of the same protocol.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from itertools import islice
+from typing import Protocol
+
+from ._batch import count_fitting
+
+__all__ = ["MemoryQueue", "MessageQueue"]
+
+
+class MessageQueue(Protocol):
+    """What the consumer needs from a queue. Implementations are thread-safe."""
+
+    #: True when messages survive the process (a spool): the consumer then keeps
+    #: retrying retryable failures instead of reporting them once the budget is spent.
+    durable: bool
+
+    def put(self, data: bytes) -> int:
+        """Append one encoded message. Never blocks.
+
+        Returns the depth after the append, or 0 when the message was not accepted
+        (the queue is full); the caller reports the drop.
+        """
+        ...
+
+    def take(self, max_count: int, max_bytes: int) -> list[bytes]:
+        """The oldest messages that fit the limits, oldest first (empty when none).
+
+        Called by the consumer only. The messages are owned by the consumer until
+        `ack`; a queue that survives crashes keeps them until then.
+        """
+        ...
+
+    def ack(self, count: int) -> None:
+        """The first `count` messages of the last `take` are finished."""
+        ...
+
+    def depth(self) -> int:
+        """Messages waiting, not counting those taken and not yet acknowledged."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (files, locks). Called once, at client close."""
+        ...
+
+
+class MemoryQueue:
+    """A bounded FIFO in memory. `put` drops (returns 0) at `max_size`; never blocks."""
+
+    durable = False
+
+    def __init__(self, max_size: int) -> None:
+        self._items: deque[bytes] = deque()
+        self._max_size = max_size
+        self._lock = threading.Lock()
+
+    def put(self, data: bytes) -> int:
+        items = self._items
+        with self._lock:
+            depth = len(items)
+            if depth >= self._max_size:
+                return 0
+            items.append(data)
+            return depth + 1
+
+    def take(self, max_count: int, max_bytes: int) -> list[bytes]:
+        items = self._items
+        with self._lock:
+            count = count_fitting(map(len, islice(items, max_count)), max_count, max_bytes)
+            return [items.popleft() for _ in range(count)]
+
+    def ack(self, count: int) -> None:
+        # Taken messages already left the deque; the consumer holds them until finished.
+        pass
+
+    def depth(self) -> int:
+        return len(self._items)
+
+    def close(self) -> None:
+        self._items.clear()

@@ -1,0 +1,133 @@
+"""The Transport seam and the HTTP transport that talks to the Tracking API.
+
+A transport performs one attempt and classifies its outcome: it returns on 2xx, raises
+`APIError` for any other status and `TransportError` when no HTTP answer came. Retries,
+threads and batching live elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip as _gzip
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import requests
+
+from ._batch import build_body
+from ._exceptions import APIError, TransportError
+from ._messages import now_timestamp
+from ._retry import parse_retry_after
+from ._version import __version__
+
+__all__ = ["HTTPTransport", "Transport", "USER_AGENT"]
+
+USER_AGENT = f"segment-client-python/{__version__}"
+# Level 6 costs ~3x level 1 for a few % smaller bodies of JSON this repetitive.
+_GZIP_LEVEL = 1
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Sends one batch of encoded messages, once. Called from one thread at a time per
+    batch, but possibly from several threads (sync_mode), so implementations must be
+    thread-safe."""
+
+    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
+        """Send `batch` (encoded messages, oldest first).
+
+        `retry_count` is 0 on a first attempt and n on the n-th retry.
+        Raises `APIError` on a non-2xx answer, `TransportError` on no answer.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections. Later sends may fail with TransportError."""
+        ...
+
+
+class HTTPTransport:
+    """POSTs batches to `{host}{path}` with one keep-alive `requests.Session`.
+
+    Thread-safe. Blocks for at most `timeout` seconds per phase of a request (connect,
+    then each read). After a fork the child opens its own connections.
+    """
+
+    def __init__(
+        self,
+        write_key: str,
+        *,
+        url: str,
+        timeout: float = 10.0,
+        gzip: bool = True,
+        session_options: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._write_key = write_key
+        self.url = url
+        self._timeout = timeout
+        self._gzip = gzip
+        self._session_options = dict(session_options or {})
+        token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "Authorization": f"Basic {token}",
+            **(extra_headers or {}),
+        }
+        if gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self._lock = threading.Lock()
+        self._session: requests.Session | None = None
+        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"HTTPTransport(url={self.url!r})"
+
+    def _get_session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None or self._pid != os.getpid():
+                # A child after fork must not share the parent's pooled sockets.
+                self._pid = os.getpid()
+                session = requests.Session()
+                for name, value in self._session_options.items():
+                    setattr(session, name, value)
+                self._session = session
+            return self._session
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers for the next request; a subclass may refresh credentials here."""
+        return self._headers
+
+    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
+        body = build_body(batch, now_timestamp(), self._write_key)
+        if self._gzip:
+            body = _gzip.compress(body, compresslevel=_GZIP_LEVEL)
+        headers = self.auth_headers()
+        if retry_count:
+            headers = {**headers, "X-Retry-Count": str(retry_count)}
+        session = self._get_session()
+        try:
+            response = session.post(self.url, data=body, headers=headers, timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise TransportError(f"{type(exc).__name__}: {_redact(str(exc), self._write_key)}") from None
+        if 200 <= response.status_code < 300:
+            response.close()
+            return
+        raise APIError(
+            response.status_code,
+            response.text,
+            parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None and self._pid == os.getpid():
+            session.close()
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
