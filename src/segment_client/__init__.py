@@ -27,6 +27,12 @@ from ._exceptions import (
 )
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
+from ._scope import (
+    MessageDefaults,
+    context_defaults,
+    reset_context_defaults,
+    set_context_defaults,
+)
 from ._transport import HTTPTransport, Transport
 from ._version import __version__
 
@@ -39,6 +45,7 @@ __all__ = [
     "DeliveryError",
     "HTTPTransport",
     "MemoryQueue",
+    "MessageDefaults",
     "MessageError",
     "MessageQueue",
     "MessageTooLargeError",
@@ -49,11 +56,14 @@ __all__ = [
     "Transport",
     "TransportError",
     "__version__",
+    "context_defaults",
+    "reset_context_defaults",
+    "set_context_defaults",
 ]
 
 # Public objects report the public module, not the private one they live in.
 for _name in __all__:
     _obj = globals()[_name]
-    if hasattr(_obj, "__module__") and not isinstance(_obj, str):
+    if isinstance(_obj, type):
         _obj.__module__ = __name__
 del _name, _obj

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from ._batch import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES
 from ._consumer import ClientStats, Consumer, ErrorHandler
-from ._exceptions import ConfigurationError, MessageTooLargeError
+from ._exceptions import ConfigurationError, DeliveryError, MessageTooLargeError
 from ._json import dumps
 from ._messages import (
     Message,
@@ -23,8 +23,10 @@ from ._messages import (
     build_screen,
     build_track,
 )
+from ._middleware import Middleware, run_chain
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
+from ._scope import current_defaults
 from ._transport import HTTPTransport, Transport
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Client"]
@@ -34,15 +36,16 @@ DEFAULT_PATH = "/v1/batch"
 
 
 def _check_number(
-    name: str, value: object, *, minimum: float, maximum: float | None = None,
+    name: str, value: Any, *, minimum: float, maximum: float | None = None,
     integer: bool = False, inclusive: bool = True,
 ) -> None:
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         expected = "an integer" if integer else "a number"
         raise ConfigurationError(f"{name} must be {expected}, got {value!r}")
-    too_small = value < minimum if inclusive else value <= minimum
-    if too_small or (maximum is not None and value > maximum):
+    number = float(value)
+    too_small = number < minimum if inclusive else number <= minimum
+    if too_small or (maximum is not None and number > maximum):
         bound = f">= {minimum}" if inclusive else f"> {minimum}"
         if maximum is not None:
             bound += f" and <= {maximum}"
@@ -152,6 +155,7 @@ class Client:
         self.sync_mode = sync_mode
         self.shutdown_timeout = shutdown_timeout
         self._write_key = write_key
+        self._middleware: tuple[Middleware, ...] = ()
         self._transport = transport or HTTPTransport(
             write_key, url=self.host + path, timeout=request_timeout, gzip=gzip
         )
@@ -190,6 +194,9 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Record who a user is. Returns the messageId; never blocks (except sync_mode)."""
+        scope = current_defaults()
+        if scope is not None:
+            user_id, anonymous_id, context = scope.apply(user_id, anonymous_id, context)
         return self._enqueue(
             build_identify(
                 user_id, traits, context, timestamp, anonymous_id, integrations, message_id
@@ -208,6 +215,9 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Record an action. Returns the messageId; never blocks (except sync_mode)."""
+        scope = current_defaults()
+        if scope is not None:
+            user_id, anonymous_id, context = scope.apply(user_id, anonymous_id, context)
         return self._enqueue(
             build_track(
                 user_id, event, properties, context, timestamp, anonymous_id,
@@ -227,6 +237,9 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Associate a user with a group. Returns the messageId; never blocks."""
+        scope = current_defaults()
+        if scope is not None:
+            user_id, anonymous_id, context = scope.apply(user_id, anonymous_id, context)
         return self._enqueue(
             build_group(
                 user_id, group_id, traits, context, timestamp, anonymous_id,
@@ -247,6 +260,9 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Record a page view. Returns the messageId; never blocks (except sync_mode)."""
+        scope = current_defaults()
+        if scope is not None:
+            user_id, anonymous_id, context = scope.apply(user_id, anonymous_id, context)
         return self._enqueue(
             build_page(
                 user_id, category, name, properties, context, timestamp, anonymous_id,
@@ -267,6 +283,9 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Record a screen view. Returns the messageId; never blocks (except sync_mode)."""
+        scope = current_defaults()
+        if scope is not None:
+            user_id, anonymous_id, context = scope.apply(user_id, anonymous_id, context)
         return self._enqueue(
             build_screen(
                 user_id, category, name, properties, context, timestamp, anonymous_id,
@@ -284,11 +303,43 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Merge two user identities. Returns the messageId; never blocks."""
+        scope = current_defaults()
+        if scope is not None:
+            _, _, context = scope.apply(None, None, context)
         return self._enqueue(
             build_alias(previous_id, user_id, context, timestamp, integrations, message_id)
         )
 
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Append `middleware` to the chain run on each message before it is queued.
+
+        Thread-safe: calls in flight keep the chain they started with.
+        """
+        if not callable(middleware):
+            raise ConfigurationError(f"middleware must be callable, got {middleware!r}")
+        self._middleware = (*self._middleware, middleware)
+
+    def remove_middleware(self, middleware: Middleware) -> None:
+        """Remove `middleware` from the chain (ValueError when it is not there)."""
+        chain = list(self._middleware)
+        chain.remove(middleware)
+        self._middleware = tuple(chain)
+
     def _enqueue(self, message: Message) -> str:
+        message_id: str = message["messageId"]
+        if self._middleware:
+            result, error = run_chain(self._middleware, message)
+            if result is None:
+                if error is None:
+                    self._consumer.drop_quietly("middleware")
+                else:
+                    self._consumer.drop(
+                        "middleware_error",
+                        DeliveryError(f"a middleware raised {type(error).__name__}: {error}"),
+                        [message],
+                    )
+                return message_id
+            message = result
         data = dumps(message)
         if len(data) > MAX_MESSAGE_BYTES:
             raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
@@ -296,7 +347,7 @@ class Client:
             self._consumer.drop_quietly("send_disabled")
         else:
             self._consumer.put(data, message)
-        return message["messageId"]  # type: ignore[no-any-return]
+        return message_id
 
     # -- lifecycle ----------------------------------------------------------------------
 

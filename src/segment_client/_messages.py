@@ -79,7 +79,8 @@ def _timestamp(value: object) -> str:
     if isinstance(value, dt.datetime):
         return format_timestamp(value)
     if isinstance(value, dt.date):
-        return format_timestamp(dt.datetime(value.year, value.month, value.day))
+        midnight = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+        return format_timestamp(midnight)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return format_timestamp(dt.datetime.fromtimestamp(value, dt.timezone.utc))
     if isinstance(value, str):

@@ -22,7 +22,7 @@ from ._messages import now_timestamp
 from ._retry import parse_retry_after
 from ._version import __version__
 
-__all__ = ["HTTPTransport", "Transport", "USER_AGENT"]
+__all__ = ["USER_AGENT", "HTTPTransport", "Transport"]
 
 USER_AGENT = f"segment-client-python/{__version__}"
 # Level 6 costs ~3x level 1 for a few % smaller bodies of JSON this repetitive.
@@ -112,7 +112,8 @@ class HTTPTransport:
         try:
             response = session.post(self.url, data=body, headers=headers, timeout=self._timeout)
         except requests.RequestException as exc:
-            raise TransportError(f"{type(exc).__name__}: {_redact(str(exc), self._write_key)}") from None
+            reason = _redact(str(exc), self._write_key)
+            raise TransportError(f"{type(exc).__name__}: {reason}") from None
         if 200 <= response.status_code < 300:
             response.close()
             return
