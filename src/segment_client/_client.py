@@ -39,8 +39,11 @@ def _check_number(
     name: str, value: Any, *, minimum: float, maximum: float | None = None,
     integer: bool = False, inclusive: bool = True,
 ) -> None:
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not isinstance(value, int))
+    ):
         expected = "an integer" if integer else "a number"
         raise ConfigurationError(f"{name} must be {expected}, got {value!r}")
     number = float(value)
