@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,8 @@ from ._messages import (
     build_screen,
     build_track,
 )
-from ._middleware import Middleware, run_chain
+from ._middleware import Middleware, MiddlewareChains
+from ._plan import PlanEnforcer, TrackingPlan, ViolationHandler, load_plan
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import current_defaults
@@ -95,6 +97,16 @@ class Client:
         retry_base_delay, retry_max_delay: the exponential backoff's first ceiling and cap.
         rate_limit_budget: seconds one batch may wait on 429 Retry-After in total.
         queue: a custom `MessageQueue` factory (the on-disk spool uses this seam).
+        integrations: default `integrations` merged under each call's own (the call's
+            keys win), e.g. `{"All": True, "Salesforce": False}`.
+        tracking_plan: a `TrackingPlan`, a path to a plan JSON file or a parsed dict
+            (see `load_plan`); every track/identify/group message is checked against it.
+        on_violation: what a message that breaks its rule does: "report" (send it; call
+            `on_plan_violation`, count, log), "drop" (report and do not send) or "raise"
+            (`TrackingPlanViolation` from the call; for development and tests).
+        on_unplanned: a track event the plan does not list: "allow", "report" or "drop".
+        on_plan_violation: `hook(error: TrackingPlanViolation, message)` for reported and
+            dropped violations and unplanned events; runs on the caller's thread.
     """
 
     def __init__(
@@ -118,6 +130,11 @@ class Client:
         retry_max_delay: float = 60.0,
         rate_limit_budget: float = 600.0,
         queue: Callable[[], MessageQueue] | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        tracking_plan: TrackingPlan | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        on_violation: str = "report",
+        on_unplanned: str = "allow",
+        on_plan_violation: ViolationHandler | None = None,
     ) -> None:
         if write_key is None:
             write_key = os.environ.get("SEGMENT_WRITE_KEY") or None
@@ -158,7 +175,6 @@ class Client:
         self.sync_mode = sync_mode
         self.shutdown_timeout = shutdown_timeout
         self._write_key = write_key
-        self._middleware: tuple[Middleware, ...] = ()
         self._transport = transport or HTTPTransport(
             write_key, url=self.host + path, timeout=request_timeout, gzip=gzip
         )
@@ -178,6 +194,17 @@ class Client:
             sync_mode=sync_mode,
             exit_timeout=shutdown_timeout,
         )
+        # -- issue 6: middleware, default integrations, tracking plan --
+        if integrations is not None and not isinstance(integrations, Mapping):
+            raise ConfigurationError(f"integrations must be a dict, got {integrations!r}")
+        self._integrations = dict(integrations or {})
+        self._middleware = MiddlewareChains()
+        self._plan: PlanEnforcer | None = None
+        if tracking_plan is not None:
+            self._plan = PlanEnforcer(
+                load_plan(tracking_plan), on_violation=on_violation,
+                on_unplanned=on_unplanned, handler=on_plan_violation, drop=self._consumer.drop,
+            )
         _open_clients.add(self)
 
     def __repr__(self) -> str:
@@ -313,36 +340,51 @@ class Client:
             build_alias(previous_id, user_id, context, timestamp, integrations, message_id)
         )
 
-    def add_middleware(self, middleware: Middleware) -> None:
-        """Append `middleware` to the chain run on each message before it is queued.
+    def add_middleware(
+        self, middleware: Middleware, *, consumer_side: bool = False, deep_copy: bool = False
+    ) -> None:
+        """Append `middleware` to a chain (see docs/middleware.md).
 
+        Caller-side (default): runs in the call, before encoding. `consumer_side=True`:
+        runs on the consumer thread before sending, keeping the call cheap. `deep_copy`:
+        give a caller-side middleware a deep copy (it mutates nested values in place).
         Thread-safe: calls in flight keep the chain they started with.
         """
         if not callable(middleware):
             raise ConfigurationError(f"middleware must be callable, got {middleware!r}")
-        self._middleware = (*self._middleware, middleware)
+        self._middleware.add(middleware, consumer_side=consumer_side, deep_copy=deep_copy)
+        if consumer_side:
+            self._consumer.prepare = self._prepare_batch
 
     def remove_middleware(self, middleware: Middleware) -> None:
-        """Remove `middleware` from the chain (ValueError when it is not there)."""
-        chain = list(self._middleware)
-        chain.remove(middleware)
-        self._middleware = tuple(chain)
+        """Remove `middleware` from its chain (ValueError when it is not there)."""
+        self._middleware.remove(middleware)
+        if not self._middleware.consumer:
+            self._consumer.prepare = None
+
+    def _report_drop(
+        self, reason: str, error: DeliveryError | None, messages: list[dict[str, Any]]
+    ) -> None:
+        if error is None:  # dropped on purpose (a middleware returned None): counted only
+            self._consumer.drop_quietly(reason)
+        else:
+            self._consumer.drop(reason, error, messages)
+
+    def _prepare_batch(self, batch: list[bytes]) -> list[bytes | None]:
+        return self._middleware.prepare_batch(batch, self._report_drop)
 
     def _enqueue(self, message: Message) -> str:
         message_id: str = message["messageId"]
-        if self._middleware:
-            result, error = run_chain(self._middleware, message)
+        if self._integrations:
+            # The builder made this dict: replacing the key leaves the caller's alone.
+            message["integrations"] = {**self._integrations, **message["integrations"]}
+        if self._middleware.caller:
+            result = self._middleware.run_caller(message, self._report_drop)
             if result is None:
-                if error is None:
-                    self._consumer.drop_quietly("middleware")
-                else:
-                    self._consumer.drop(
-                        "middleware_error",
-                        DeliveryError(f"a middleware raised {type(error).__name__}: {error}"),
-                        [message],
-                    )
                 return message_id
             message = result
+        if self._plan is not None and not self._plan.admit(message):
+            return message_id
         data = dumps(message)
         if len(data) > MAX_MESSAGE_BYTES:
             raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
@@ -380,7 +422,12 @@ class Client:
 
     def stats(self) -> ClientStats:
         """A snapshot of message counts (queued, delivered, failed, dropped...)."""
-        return self._consumer.stats()
+        stats = self._consumer.stats()
+        if self._plan is not None:
+            stats = dataclasses.replace(
+                stats, violations=self._plan.violations, unplanned=self._plan.unplanned
+            )
+        return stats
 
     def __enter__(self) -> Client:
         return self

@@ -50,7 +50,9 @@ class ClientStats:
     """A snapshot of a client's message counts since it started (or since a fork).
 
     `queued == delivered + failed + queue_depth + in_flight` at any moment; messages in
-    `dropped` were never queued.
+    `dropped` were never queued (a message dropped by consumer-side middleware leaves
+    `queued` for `dropped`). `violations` and `unplanned` count messages that broke the
+    tracking plan or were not in it (whatever the policy did with them).
     """
 
     queued: int = 0
@@ -61,6 +63,8 @@ class ClientStats:
     queue_depth: int = 0
     in_flight: int = 0
     batches_sent: int = 0
+    violations: int = 0
+    unplanned: int = 0
 
     @property
     def dropped_total(self) -> int:
@@ -120,6 +124,8 @@ class Consumer:
         self._sync_mode = sync_mode
         self._clock = clock
         self._exit_timeout = exit_timeout
+        #: Consumer-side middleware hook: batch -> aligned list (None = dropped).
+        self.prepare: Callable[[list[bytes]], list[bytes | None]] | None = None
         self._max_bytes = MAX_REQUEST_BYTES - body_overhead(write_key)
         self._init_state()
         _live.add(self)
@@ -148,6 +154,8 @@ class Consumer:
         self._batches = 0
         self._drop_lock = threading.Lock()
         self._dropped: dict[str, int] = {}
+        # Queued, then dropped by consumer-side middleware: removed from "queued".
+        self._dropped_after_queue = 0
         self._sync_lock = threading.Lock()
 
     def _reset_after_fork(self) -> None:
@@ -272,16 +280,21 @@ class Consumer:
         with self._lock:
             self._in_flight = batch
             self._in_flight_done = 0
-        parts = [batch]
+        # Consumer-side middleware: once per batch (not per attempt); None marks a
+        # message it dropped (already reported). Aligned with `batch` so acks stay in order.
+        prepared = batch if self.prepare is None else self._prepare(batch)
+        parts = [(0, len(batch))]
         while parts:
-            part = parts.pop(0)
-            error = self._send_with_retries(part, deadline)
-            if isinstance(error, APIError) and error.status == 413 and len(part) > 1:
-                half = len(part) // 2
-                logger.info("segment_client: 413 for %d messages; splitting", len(part))
-                parts[:0] = [part[:half], part[half:]]
+            lo, hi = parts.pop(0)
+            part = batch[lo:hi]
+            send = [data for data in prepared[lo:hi] if data is not None]
+            error = self._send_with_retries(send, deadline) if send else None
+            if isinstance(error, APIError) and error.status == 413 and len(send) > 1:
+                half = (lo + hi) // 2
+                logger.info("segment_client: 413 for %d messages; splitting", len(send))
+                parts[:0] = [(lo, half), (half, hi)]
                 continue
-            if not self._finish(part, error):
+            if not self._finish(part, error, send):
                 return  # a close gave up on these already
         with self._lock:
             self._in_flight = []
@@ -338,28 +351,49 @@ class Consumer:
             if self._stop.wait(wait):
                 return error
 
-    def _finish(self, part: Sequence[bytes], error: DeliveryError | None) -> bool:
-        """Account for a finished part of the in-flight batch. False if already reported."""
+    def _finish(
+        self, part: Sequence[bytes], error: DeliveryError | None,
+        sent: Sequence[bytes] | None = None,
+    ) -> bool:
+        """Account for a finished part of the in-flight batch. False if already reported.
+
+        `sent`: what was sent for `part` when consumer-side middleware dropped some of it
+        (those were counted in `dropped` by the middleware and leave `queued`).
+        """
+        if sent is None:
+            sent = part
         with self._lock:
             if self._stop.is_set() and not self._in_flight:
                 return False
-            count = len(part)
-            self.queue.ack(count)
-            self._in_flight_done += count
-            self._finished += count
-            if error is None:
+            self.queue.ack(len(part))
+            self._in_flight_done += len(part)
+            self._finished += len(part)
+            self._dropped_after_queue += len(part) - len(sent)
+            count = len(sent)
+            if not count:
+                pass
+            elif error is None:
                 self._delivered += count
                 self._batches += 1
             else:
                 self._failed += count
                 for flush in self._flushes:
-                    if self._finished - count < flush.target:
+                    if self._finished - len(part) < flush.target:
                         flush.failed = True
             self._progress.notify_all()
         if error is not None:
             logger.error("segment_client: %d message(s) failed: %s", count, error)
-            self._report(error, _decode(part))
+            self._report(error, _decode(sent))
         return True
+
+    def _prepare(self, batch: list[bytes]) -> list[bytes | None]:
+        assert self.prepare is not None
+        try:
+            prepared = self.prepare(batch)
+        except Exception:  # a bug in the hook must not lose the batch
+            logger.exception("segment_client: consumer-side middleware failed; batch sent as is")
+            return list(batch)
+        return prepared if len(prepared) == len(batch) else list(batch)
 
     def _report(self, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
         if self._on_error is None:
@@ -479,7 +513,7 @@ class Consumer:
             in_flight = len(self._in_flight) - self._in_flight_done
             depth = self.queue.depth()
             return ClientStats(
-                queued=self._finished + in_flight + depth,
+                queued=self._finished - self._dropped_after_queue + in_flight + depth,
                 delivered=self._delivered,
                 failed=self._failed,
                 retried=self._retried,
