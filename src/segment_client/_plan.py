@@ -567,7 +567,7 @@ def load_plan(source: str | os.PathLike[str] | Mapping[str, Any] | TrackingPlan)
         data = data["data"]
     if isinstance(data.get("trackingPlan"), Mapping):
         data = {**data["trackingPlan"], **{k: v for k, v in data.items() if k == "rules"}}
-    name = str(data.get("name") or data.get("display_name") or "")
+    name = str(data.get("display_name") or data.get("name") or "")
     ignored: list[str] = []
     rules_field = data.get("rules")
     if isinstance(rules_field, list):
