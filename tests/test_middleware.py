@@ -105,7 +105,9 @@ def test_a_middleware_returning_a_non_dict_is_reported(
     assert "returned str" in str(errors[0][0])
 
 
-def test_remove_middleware(make_client: Callable[..., Client], transport: RecordingTransport) -> None:
+def test_remove_middleware(
+    make_client: Callable[..., Client], transport: RecordingTransport
+) -> None:
     client = make_client()
 
     def drop_all(message: dict[str, Any]) -> None:

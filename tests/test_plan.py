@@ -17,6 +17,7 @@ from segment_client._plan import PlanError, TrackingPlanViolation, load_plan
 from segment_client.testing import RecordingTransport
 
 PLANS = Path(__file__).parent / "plans"
+UTC = dt.timezone.utc
 
 NATIVE: dict[str, Any] = {
     "events": {
@@ -173,7 +174,7 @@ def test_unreadable_plan_files(tmp_path: Path) -> None:
         load_plan(tmp_path / "missing.json")
     broken = tmp_path / "broken.json"
     broken.write_text("{not json", encoding="utf-8")
-    with pytest.raises(PlanError, match="broken.json.*is not valid JSON"):
+    with pytest.raises(PlanError, match=r"broken\.json.*is not valid JSON"):
         load_plan(broken)
     listed = tmp_path / "list.json"
     listed.write_text("[]", encoding="utf-8")
@@ -221,7 +222,7 @@ def _problems(schema: dict[str, Any], value: Any) -> list[str]:
         ({"type": "string", "format": "date-time"}, "2024-05-01T10:00:00.123Z", None),
         ({"type": "string", "format": "date-time"}, "2024-05-01T10:00:00+02:00", None),
         ({"type": "string", "format": "date-time"}, "2024-05-01", "is not a valid date-time"),
-        ({"type": "string", "format": "date-time"}, dt.datetime(2024, 5, 1), None),
+        ({"type": "string", "format": "date-time"}, dt.datetime(2024, 5, 1, tzinfo=UTC), None),
         ({"type": "string", "format": "date-time"}, dt.date(2024, 5, 1),
          "expected a date-time, got date"),
         ({"type": "string", "format": "date"}, "2024-05-01", None),
@@ -308,7 +309,7 @@ def test_raise_policy_raises_from_the_call(
         "Order Completed", "properties.order_id", "track 'Order Completed'"
     )
     assert "expected string, got integer 7" in str(error)
-    with pytest.raises(TrackingPlanViolation, match="traits.name"):
+    with pytest.raises(TrackingPlanViolation, match=r"traits\.name"):
         client.group("u1", "g1", {})
     assert client.flush(5)
     assert len(transport.messages) == 1
