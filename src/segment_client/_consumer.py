@@ -69,7 +69,8 @@ class ClientStats:
 
 
 class _Flush:
-    """One pending flush: done when `finished` reaches `target`."""
+    """One pending flush: done when `_finished` reaches `target`; `start` and `target`
+    count messages delivered or failed, in queue order."""
 
     __slots__ = ("failed", "start", "target")
 
@@ -340,26 +341,35 @@ class Consumer:
 
     def _finish(self, part: Sequence[bytes], error: DeliveryError | None) -> bool:
         """Account for a finished part of the in-flight batch. False if already reported."""
+        count = len(part)
         with self._lock:
             if self._stop.is_set() and not self._in_flight:
                 return False
-            count = len(part)
+            # Claim the messages (a close giving up now will not report them again)...
             self.queue.ack(count)
             self._in_flight_done += count
-            self._finished += count
             if error is None:
                 self._delivered += count
                 self._batches += 1
             else:
+                self._mark_failed_flushes(count)
                 self._failed += count
-                for flush in self._flushes:
-                    if self._finished - count < flush.target:
-                        flush.failed = True
-            self._progress.notify_all()
+        # ...report outside the lock, and only then release flush() waiters, so that
+        # on_error has run for every failed message by the time flush() returns.
         if error is not None:
             logger.error("segment_client: %d message(s) failed: %s", count, error)
             self._report(error, _decode(part))
+        with self._lock:
+            self._finished += count
+            self._progress.notify_all()
         return True
+
+    def _mark_failed_flushes(self, count: int) -> None:
+        # Called under _lock before `count` messages are counted as failed.
+        done = self._delivered + self._failed
+        for flush in self._flushes:
+            if count and done < flush.target:
+                flush.failed = True
 
     def _report(self, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
         if self._on_error is None:
@@ -380,7 +390,8 @@ class Consumer:
             pending = self.queue.depth() + len(self._in_flight) - self._in_flight_done
             if pending <= 0:
                 return True
-            flush = _Flush(self._finished, self._finished + pending)
+            done = self._delivered + self._failed
+            flush = _Flush(done, done + pending)
             self._flushes.append(flush)
         try:
             if self._thread is None or not self._thread.is_alive():
@@ -458,18 +469,17 @@ class Consumer:
                     break
                 self.queue.ack(len(more))
                 left.extend(more)
-            for flush in self._flushes:
-                if left and self._finished < flush.target:
-                    flush.failed = True
-            self._finished += len(left)
+            self._mark_failed_flushes(len(left))
             self._failed += len(left)
-            self._progress.notify_all()
         if left:
             error = ClientClosedError(
                 f"{len(left)} message(s) not delivered before the close deadline"
             )
             logger.error("segment_client: %s", error)
             self._report(error, _decode(left))
+        with self._lock:
+            self._finished += len(left)
+            self._progress.notify_all()
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters."""
@@ -479,7 +489,7 @@ class Consumer:
             in_flight = len(self._in_flight) - self._in_flight_done
             depth = self.queue.depth()
             return ClientStats(
-                queued=self._finished + in_flight + depth,
+                queued=self._delivered + self._failed + in_flight + depth,
                 delivered=self._delivered,
                 failed=self._failed,
                 retried=self._retried,
