@@ -149,7 +149,9 @@ class Consumer:
         self._batches = 0
         self._drop_lock = threading.Lock()
         self._dropped: dict[str, int] = {}
-        self._sync_lock = threading.Lock()
+        # Held by whoever is taking and delivering a batch (the thread, an inline drain,
+        # a sync_mode caller): one batch in flight at a time keeps order and counters exact.
+        self._delivery_lock = threading.Lock()
 
     def _reset_after_fork(self) -> None:
         # The child inherits copies of the parent's queue and locks (possibly held by a
@@ -217,7 +219,10 @@ class Consumer:
     def _send_now(self, data: bytes) -> bool:
         # sync_mode: the caller's thread delivers, one request at a time per client so the
         # counters and order stay consistent.
-        with self._sync_lock:
+        with self._delivery_lock:
+            with self._lock:
+                self._in_flight = [data]
+                self._in_flight_done = 0
             self._deliver([data], deadline=None)
         return True
 
@@ -225,25 +230,25 @@ class Consumer:
 
     def _run(self) -> None:
         try:
-            while True:
-                batch = self._next_batch()
-                if not batch:
-                    return
-                self._deliver(batch, deadline=None)
+            while self._wait_for_trigger():
+                with self._delivery_lock:
+                    batch = self._take()
+                    if batch:
+                        self._deliver(batch, deadline=None)
         except Exception:  # a bug here must not pass silently
             logger.exception("segment_client: the consumer thread crashed")
 
-    def _next_batch(self) -> list[bytes]:
-        """Wait for a batching trigger and take the next batch ([] means: exit)."""
+    def _wait_for_trigger(self) -> bool:
+        """Wait until a batch is due (False: the thread should exit)."""
         queue = self.queue
         first_seen: float | None = None
         while True:
             if self._stop.is_set():
-                return []
+                return False
             depth = queue.depth()
             if depth == 0:
                 if self._closing:
-                    return []
+                    return False
                 first_seen = None
                 self._wake.clear()
                 # Re-check after clear: a put between depth() and clear() set the event
@@ -252,27 +257,29 @@ class Consumer:
                     self._wake.wait()
                 continue
             if depth >= self._flush_at or self._flushes or self._closing:
-                break
+                return True
             now = self._clock()
             if first_seen is None:
                 first_seen = now
             remaining = first_seen + self._flush_interval - now
             if remaining <= 0:
-                break
+                return True
             self._wake.clear()
             if queue.depth() < self._flush_at and not self._flushes and not self._closing:
                 self._wake.wait(remaining)
+
+    def _take(self) -> list[bytes]:
+        """Take the next batch and mark it in flight. Call with _delivery_lock held."""
         with self._lock:
-            batch = queue.take(self._flush_at, self._max_bytes)
+            if self._stop.is_set():
+                return []
+            batch = self.queue.take(self._flush_at, self._max_bytes)
             self._in_flight = batch
             self._in_flight_done = 0
         return batch
 
     def _deliver(self, batch: list[bytes], deadline: float | None) -> None:
-        """Send `batch` (splitting on 413) and account for every message in it."""
-        with self._lock:
-            self._in_flight = batch
-            self._in_flight_done = 0
+        """Send the in-flight `batch` (splitting on 413) and account for every message."""
         parts = [batch]
         while parts:
             part = parts.pop(0)
@@ -410,14 +417,15 @@ class Consumer:
                 self._flushes.remove(flush)
 
     def _drain_inline(self, deadline: float | None) -> None:
-        while True:
-            with self._lock:
-                if self._in_flight or self._stop.is_set():
-                    return
-                batch = self.queue.take(self._flush_at, self._max_bytes)
-            if not batch:
-                return
-            self._deliver(batch, deadline)
+        """Deliver the queue on the calling thread (no consumer thread runs here)."""
+        wait = -1.0 if deadline is None else max(0.0, deadline - self._clock())
+        if not self._delivery_lock.acquire(timeout=wait):
+            return
+        try:
+            while batch := self._take():
+                self._deliver(batch, deadline)
+        finally:
+            self._delivery_lock.release()
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting messages, deliver what is queued, stop the thread.
