@@ -11,6 +11,7 @@ both account for the same messages.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -62,6 +63,16 @@ class ClientStats:
     in_flight: int = 0
     batches_sent: int = 0
 
+    def __getitem__(self, name: str) -> Any:
+        """`stats["delivered"]` works like `stats.delivered`."""
+        if name.startswith("_") or name not in self.__dataclass_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict (for logging or JSON)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
     @property
     def dropped_total(self) -> int:
         """All dropped messages, whatever the reason."""
@@ -90,6 +101,20 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_all_at_exit() -> None:
+    """At interpreter exit: a bounded close of every consumer still open in this process.
+
+    Consumers, not clients, are tracked: a client dropped without closing leaves its
+    consumer (kept alive by its thread) with messages that must still go out.
+    """
+    for consumer in list(_live):
+        if consumer._pid == os.getpid() and not consumer._close_started:
+            consumer.close(consumer._exit_timeout)
+
+
+atexit.register(_close_all_at_exit)
 
 
 class Consumer:
@@ -134,7 +159,8 @@ class Consumer:
         self._stop = threading.Event()  # set when the close deadline passes
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._closing = False
+        self._closing = False  # no new messages; the thread drains and exits
+        self._close_started = False  # close() has run (or is running)
         self._closed = threading.Event()
         self._close_result = False
         self._flushes: list[_Flush] = []
@@ -195,6 +221,11 @@ class Consumer:
         """Count a message not sent on purpose (send=False): no log, no on_error."""
         with self._drop_lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + 1
+
+    def request_close(self) -> None:
+        """Stop accepting messages and let the thread drain and exit; never blocks."""
+        self._closing = True
+        self._wake.set()
 
     def _start(self) -> None:
         with self._start_lock:
@@ -438,7 +469,8 @@ class Consumer:
         if self._pid != os.getpid():
             self._reset_after_fork()
         with self._lock:
-            first = not self._closing
+            first = not self._close_started
+            self._close_started = True
             self._closing = True
             failed_before = self._failed
         self._wake.set()
@@ -515,7 +547,7 @@ class Consumer:
 
 def _close_at_exit(ref: weakref.ReferenceType[Consumer]) -> None:
     consumer = ref()
-    if consumer is not None and consumer._pid == os.getpid() and not consumer._closing:
+    if consumer is not None and consumer._pid == os.getpid() and not consumer._close_started:
         consumer.close(consumer._exit_timeout)
 
 
