@@ -44,6 +44,7 @@ ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 THREAD_NAME = "segment_client.consumer"
 # How long a durable queue waits between rounds when the collector stays unreachable.
 _DURABLE_RETRY_S = 30.0
+_DROP_LOG_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class Consumer:
         self._batches = 0
         self._drop_lock = threading.Lock()
         self._dropped: dict[str, int] = {}
+        self._last_drop_log = float("-inf")
         # Held by whoever is taking and delivering a batch (the thread, an inline drain,
         # a sync_mode caller): one batch in flight at a time keeps order and counters exact.
         self._delivery_lock = threading.Lock()
@@ -212,9 +214,20 @@ class Consumer:
 
     def drop(self, reason: str, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
         """Count and report messages that were never queued."""
+        now = self._clock()
         with self._drop_lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + len(messages)
-        logger.warning("segment_client: %d message(s) dropped: %s", len(messages), error)
+            # A flood of drops (queue full under an outage) logs once per interval with
+            # the running total; on_error and the counters still see every message.
+            loud = now - self._last_drop_log >= _DROP_LOG_INTERVAL_S
+            if loud:
+                self._last_drop_log = now
+            total = self._dropped[reason]
+        if loud:
+            logger.warning(
+                "segment_client: %d message(s) dropped: %s (%d dropped for %s so far)",
+                len(messages), error, total, reason,
+            )
         self._report(error, messages)
 
     def drop_quietly(self, reason: str) -> None:
