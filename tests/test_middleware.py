@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -209,11 +211,25 @@ def test_consumer_side_failure_reports_only_what_was_sent() -> None:
         assert stats.failed == 2 and stats.delivered == 0
         assert stats.dropped == {"middleware": 1}
         assert transport.attempts == [(2, 0)]
+        assert [m["event"] for m in errors[0][1]] == ["A", "B"]
     finally:
         client.close_and_flush(5)
-    # on_error runs just after the counters move (flush may return first): read it
-    # once the thread has stopped.
-    assert [m["event"] for m in errors[0][1]] == ["A", "B"]
+
+
+def test_consumer_side_middleware_does_not_keep_the_client_alive() -> None:
+    transport = RecordingTransport()
+    client = Client("k", transport=transport)
+    client.add_middleware(lambda m: m, consumer_side=True)
+    client.track("u1", "A")
+    assert client.flush(5)
+    thread = client._consumer.thread
+    ref = weakref.ref(client)
+    del client
+    gc.collect()
+    assert ref() is None
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive()
 
 
 def test_consumer_side_in_sync_mode_and_removal(

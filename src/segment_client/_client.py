@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
+import functools
 import os
 import weakref
 from collections.abc import Callable, Mapping
@@ -24,7 +24,7 @@ from ._messages import (
     build_screen,
     build_track,
 )
-from ._middleware import Middleware, MiddlewareChains
+from ._middleware import DropReporter, Middleware, MiddlewareChains
 from ._plan import PlanEnforcer, TrackingPlan, ViolationHandler, load_plan
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
@@ -199,13 +199,16 @@ class Client:
             raise ConfigurationError(f"integrations must be a dict, got {integrations!r}")
         self._integrations = dict(integrations or {})
         self._middleware = MiddlewareChains()
+        self._drop = _drop_reporter(self._consumer)  # refers to the consumer only
         self._plan: PlanEnforcer | None = None
         if tracking_plan is not None:
             self._plan = PlanEnforcer(
                 load_plan(tracking_plan), on_violation=on_violation,
                 on_unplanned=on_unplanned, handler=on_plan_violation, drop=self._consumer.drop,
             )
-        _open_clients.add(self)
+        # A client dropped without close_and_flush(): let its thread drain and exit rather
+        # than live on idle for the life of the process.
+        weakref.finalize(self, self._consumer.request_close).atexit = False
 
     def __repr__(self) -> str:
         # Never the write key: reprs end up in logs and tracebacks.
@@ -354,7 +357,10 @@ class Client:
             raise ConfigurationError(f"middleware must be callable, got {middleware!r}")
         self._middleware.add(middleware, consumer_side=consumer_side, deep_copy=deep_copy)
         if consumer_side:
-            self._consumer.prepare = self._prepare_batch
+            # Never a bound method of the client: the consumer thread must not keep it alive.
+            self._consumer.prepare = functools.partial(
+                self._middleware.prepare_batch, drop=self._drop
+            )
 
     def remove_middleware(self, middleware: Middleware) -> None:
         """Remove `middleware` from its chain (ValueError when it is not there)."""
@@ -362,24 +368,13 @@ class Client:
         if not self._middleware.consumer:
             self._consumer.prepare = None
 
-    def _report_drop(
-        self, reason: str, error: DeliveryError | None, messages: list[dict[str, Any]]
-    ) -> None:
-        if error is None:  # dropped on purpose (a middleware returned None): counted only
-            self._consumer.drop_quietly(reason)
-        else:
-            self._consumer.drop(reason, error, messages)
-
-    def _prepare_batch(self, batch: list[bytes]) -> list[bytes | None]:
-        return self._middleware.prepare_batch(batch, self._report_drop)
-
     def _enqueue(self, message: Message) -> str:
         message_id: str = message["messageId"]
         if self._integrations:
             # The builder made this dict: replacing the key leaves the caller's alone.
             message["integrations"] = {**self._integrations, **message["integrations"]}
         if self._middleware.caller:
-            result = self._middleware.run_caller(message, self._report_drop)
+            result = self._middleware.run_caller(message, self._drop)
             if result is None:
                 return message_id
             message = result
@@ -415,10 +410,7 @@ class Client:
         """
         if timeout is not None:
             _check_number("timeout", timeout, minimum=0)
-        try:
-            return self._consumer.close(timeout)
-        finally:
-            _open_clients.discard(self)
+        return self._consumer.close(timeout)
 
     def stats(self) -> ClientStats:
         """A snapshot of message counts (queued, delivered, failed, dropped...)."""
@@ -441,13 +433,13 @@ class Client:
         self.close_and_flush()
 
 
-_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+def _drop_reporter(consumer: Consumer) -> DropReporter:
+    """Report a middleware drop: counted only when on purpose (error None)."""
 
+    def report(reason: str, error: DeliveryError | None, messages: list[dict[str, Any]]) -> None:
+        if error is None:
+            consumer.drop_quietly(reason)
+        else:
+            consumer.drop(reason, error, messages)
 
-def _close_open_clients() -> None:
-    """At interpreter exit: a bounded close of every client still open."""
-    for client in list(_open_clients):
-        client.close_and_flush(client.shutdown_timeout)
-
-
-atexit.register(_close_open_clients)
+    return report
