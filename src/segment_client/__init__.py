@@ -27,6 +27,8 @@ from ._exceptions import (
     SegmentError,
     TransportError,
 )
+from ._middleware import Middleware, redact_pii, sample, static_context
+from ._plan import PlanError, TrackingPlan, TrackingPlanViolation, load_plan
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import (
@@ -51,16 +53,24 @@ __all__ = [
     "MessageError",
     "MessageQueue",
     "MessageTooLargeError",
+    "Middleware",
     "MissingDependencyError",
+    "PlanError",
     "QueueFullError",
     "RetryPolicy",
     "SegmentError",
+    "TrackingPlan",
+    "TrackingPlanViolation",
     "Transport",
     "TransportError",
     "__version__",
     "context_defaults",
+    "load_plan",
+    "redact_pii",
     "reset_context_defaults",
+    "sample",
     "set_context_defaults",
+    "static_context",
 ]
 
 # Public objects report the public module, not the private one they live in.
