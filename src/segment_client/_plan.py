@@ -90,18 +90,17 @@ class TrackingPlanViolation(MessageError):
 
 # -- the JSON Schema subset compiler ----------------------------------------------------
 
-#: (value, path, out): appends (path, problem) pairs for each violation.
-Check = Callable[[Any, str, list[tuple[str, str]]], None]
+#: value -> None when it is valid, else (relative path, problem) pairs ("" = the value).
+Check = Callable[[Any], "list[tuple[str, str]] | None"]
+#: A part of a checker that runs for one JSON kind of value.
+_Part = Callable[[Any], "list[tuple[str, str]] | None"]
+
+_MISSING = object()
 
 _ANNOTATIONS = frozenset({
     "$schema", "$id", "id", "$comment", "title", "description", "default", "examples",
     "key", "readOnly", "writeOnly", "deprecated", "definitions", "$defs", "format",
 })
-_SUPPORTED = frozenset({
-    "type", "required", "properties", "additionalProperties", "enum", "const", "pattern",
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
-    "items", "minItems", "maxItems",
-}) | _ANNOTATIONS
 _UNSUPPORTED = frozenset({
     "$ref", "anyOf", "oneOf", "allOf", "not", "if", "then", "else", "patternProperties",
     "dependencies", "dependentRequired", "dependentSchemas", "propertyNames", "contains",
@@ -113,6 +112,11 @@ _TYPES = frozenset({"string", "number", "integer", "boolean", "object", "array",
 _KIND: dict[type, str] = {
     str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null",
     dict: "object", list: "array",
+}
+# The Python types that certainly are a JSON kind (for the fast path of plain leaves).
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "null": (type(None),), "object": (dict,), "array": (list,),
 }
 
 # RFC 3339 date-time (the `T` may be a space or lowercase, as RFC 3339 allows).
@@ -159,9 +163,30 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _nest(key: str, found: list[tuple[str, str]], out: list[tuple[str, str]]) -> None:
+    """Prefix child errors with `key` (a property name or `[i]`)."""
+    for path, problem in found:
+        if not path:
+            out.append((key, problem))
+        elif path[0] == "[":
+            out.append((key + path, problem))
+        else:
+            out.append((f"{key}.{path}", problem))
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Node:
+    """A compiled schema: `check`, and `fast`: Python types valid with no further check."""
+
+    __slots__ = ("check", "fast")
+
+    def __init__(self, check: Check, fast: frozenset[type]) -> None:
+        self.check = check
+        self.fast = fast
 
 
 class _Compiler:
@@ -175,12 +200,16 @@ class _Compiler:
 
     def compile(self, schema: Any, at: str = "") -> Check | None:
         """A checker for `schema`, or None when it accepts anything."""
+        node = self.node(schema, at)
+        return None if node is None else node.check
+
+    def node(self, schema: Any, at: str) -> _Node | None:
         if schema is True or schema == {}:
             return None
         if schema is False:
-            def never(value: Any, path: str, out: list[tuple[str, str]]) -> None:
-                out.append((path, "no value is allowed here"))
-            return never
+            def never(value: Any) -> list[tuple[str, str]]:
+                return [("", "no value is allowed here")]
+            return _Node(never, frozenset())
         if not isinstance(schema, Mapping):
             raise self.fail(at, f"a schema must be an object, got {type(schema).__name__}")
         for keyword in schema:
@@ -190,31 +219,74 @@ class _Compiler:
                     "in docs/tracking-plans.md)"
                 )
         types = self._types(schema, at)
-        checks: list[Callable[[str, Any, str, list[tuple[str, str]]], None]] = []
-        self._object_checks(schema, at, checks)
-        self._string_checks(schema, at, checks)
-        self._number_checks(schema, at, checks)
-        self._array_checks(schema, at, checks)
-        self._value_checks(schema, at, checks)
-        if types is None and not checks:
+        by_kind: dict[str, list[_Part]] = {}
+        for kind, part in (
+            ("object", self._object_part(schema, at)),
+            ("string", self._string_part(schema, at)),
+            ("number", self._number_part(schema, at)),
+            ("integer", self._number_part(schema, at)),
+            ("array", self._array_part(schema, at)),
+        ):
+            if part is not None:
+                by_kind.setdefault(kind, []).append(part)
+        value_part = self._value_part(schema, at)
+        if value_part is not None:
+            for kind in (*_TYPES, "unknown"):
+                by_kind.setdefault(kind, []).append(value_part)
+        if types is None and not by_kind:
             return None
+        checked = types if types is not None else frozenset(_TYPES)
+        # "number" accepts integers; an integral float is an "integer".
+        fast = frozenset(
+            t for kind in checked if kind not in by_kind and not (
+                kind == "number" and "integer" in by_kind
+            ) for t in _PY_TYPES[kind]
+        )
+        if "number" in checked and "integer" in by_kind and "number" not in by_kind:
+            fast = fast - {float}
         expected = " or ".join(sorted(types)) if types else ""
-        allow_int_as_number = types is not None and "number" in types
+        number_ok = types is not None and "number" in types
+        integer_ok = types is not None and "integer" in types
+        parts = {kind: tuple(found) for kind, found in by_kind.items()}
 
-        def check(value: Any, path: str, out: list[tuple[str, str]]) -> None:
-            kind, value = _kind(value)
+        if types is not None and len(types) == 1 and not integer_ok and not number_ok:
+            # The common case, specialised: one type, at most one part for it.
+            [only] = types
+            only_parts = parts.get(only, ())
+            if len(only_parts) <= 1:
+                return _Node(self._single(only, expected, only_parts), fast)
+
+        def check(value: Any) -> list[tuple[str, str]] | None:
+            kind = _KIND.get(value.__class__)
+            if kind is None:
+                kind, value = _kind(value)
             if types is not None and kind not in types:
-                if kind == "integer" and allow_int_as_number:
+                if kind == "integer" and number_ok:
                     pass
-                elif (
-                    kind == "number" and "integer" in types and float(value).is_integer()
-                ):
+                elif kind == "number" and integer_ok and float(value).is_integer():
                     kind = "integer"
                 else:
-                    out.append((path, f"expected {expected}, got {_describe(kind, value)}"))
-                    return
-            for one in checks:
-                one(kind, value, path, out)
+                    return [("", f"expected {expected}, got {_describe(kind, value)}")]
+            found: list[tuple[str, str]] | None = None
+            for part in parts.get(kind, ()):
+                more = part(value)
+                if more:
+                    found = more if found is None else found + more
+            return found
+
+        return _Node(check, fast)
+
+    @staticmethod
+    def _single(only: str, expected: str, parts: tuple[_Part, ...]) -> Check:
+        part = parts[0] if parts else None
+
+        def check(value: Any) -> list[tuple[str, str]] | None:
+            kind = _KIND.get(value.__class__)
+            if kind is None:
+                kind, value = _kind(value)
+            if kind != only:
+                return [("", f"expected {expected}, got {_describe(kind, value)}")]
+            return None if part is None else part(value)
 
         return check
 
@@ -234,53 +306,64 @@ class _Compiler:
             )
         return frozenset(names)
 
-    def _object_checks(self, schema: Mapping[str, Any], at: str, checks: list[Any]) -> None:
+    def _object_part(self, schema: Mapping[str, Any], at: str) -> _Part | None:
         props = schema.get("properties", {})
         if not isinstance(props, Mapping):
             raise self.fail(at, "'properties' must be an object mapping names to schemas")
-        compiled: list[tuple[str, Check]] = []
+        children: list[tuple[str, Check, frozenset[type]]] = []
         for name, sub in props.items():
-            sub_check = self.compile(sub, _join(at, str(name)))
-            if sub_check is not None:
-                compiled.append((str(name), sub_check))
+            child = self.node(sub, _join(at, str(name)))
+            if child is not None:
+                children.append((str(name), child.check, child.fast))
         required = schema.get("required", [])
         if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
             raise self.fail(at, f"'required' must be a list of property names, got {required!r}")
         extra = schema.get("additionalProperties", True)
-        extra_check: Check | None = None
+        extra_node: _Node | None = None
         if extra is not True:
             if extra is not False and not isinstance(extra, Mapping):
                 raise self.fail(at, "'additionalProperties' must be a boolean or a schema")
-            extra_check = self.compile(extra, _join(at, "*"))
+            extra_node = self.node(extra, _join(at, "*"))
         known = frozenset(props)
         closed = extra is False
-        if not compiled and not required and extra_check is None and not closed:
-            return
+        if not children and not required and extra_node is None and not closed:
+            return None
+        need = tuple(required)
+        extra_check = None if extra_node is None else extra_node.check
 
-        def object_check(kind: str, value: Any, path: str, out: list[tuple[str, str]]) -> None:
-            if kind != "object":
-                return
-            for name in required:
+        def object_part(value: Any) -> list[tuple[str, str]] | None:
+            found: list[tuple[str, str]] | None = None
+            for name in need:
                 if name not in value:
-                    out.append((_join(path, name), "required property is missing"))
-            for name, sub_check in compiled:
-                if name in value:
-                    sub_check(value[name], _join(path, name), out)
+                    found = found or []
+                    found.append((name, "required property is missing"))
+            get = value.get
+            for name, check, fast in children:
+                item = get(name, _MISSING)
+                if item is _MISSING or item.__class__ in fast:
+                    continue
+                more = check(item)
+                if more:
+                    found = found or []
+                    _nest(name, more, found)
             if closed:
                 for name in value:
                     if name not in known:
-                        out.append(
-                            (_join(path, str(name)), "property is not in the plan "
-                             "(additionalProperties is false)")
-                        )
+                        found = found or []
+                        found.append((str(name), "property is not in the plan "
+                                      "(additionalProperties is false)"))
             elif extra_check is not None:
                 for name in value:
                     if name not in known:
-                        extra_check(value[name], _join(path, str(name)), out)
+                        more = extra_check(value[name])
+                        if more:
+                            found = found or []
+                            _nest(str(name), more, found)
+            return found
 
-        checks.append(object_check)
+        return object_part
 
-    def _string_checks(self, schema: Mapping[str, Any], at: str, checks: list[Any]) -> None:
+    def _string_part(self, schema: Mapping[str, Any], at: str) -> _Part | None:
         pattern = schema.get("pattern")
         regex: re.Pattern[str] | None = None
         if pattern is not None:
@@ -295,28 +378,28 @@ class _Compiler:
         fmt = schema.get("format")
         fmt_re = _DATE_TIME if fmt == "date-time" else _DATE if fmt == "date" else None
         if regex is None and min_len is None and max_len is None and fmt_re is None:
-            return
+            return None
 
-        def string_check(kind: str, value: Any, path: str, out: list[tuple[str, str]]) -> None:
-            if kind != "string":
-                return
+        def string_part(value: Any) -> list[tuple[str, str]] | None:
             if not isinstance(value, str):
                 # A datetime/date object: the encoder writes it as ISO 8601.
                 if fmt == "date-time" and not isinstance(value, dt.datetime):
-                    out.append((path, f"expected a date-time, got {type(value).__name__}"))
-                return
+                    return [("", f"expected a date-time, got {type(value).__name__}")]
+                return None
+            found = []
             if regex is not None and regex.search(value) is None:
-                out.append((path, f"{_short(value)} does not match pattern {pattern!r}"))
+                found.append(("", f"{_short(value)} does not match pattern {pattern!r}"))
             if min_len is not None and len(value) < min_len:
-                out.append((path, f"shorter than minLength {min_len}"))
+                found.append(("", f"shorter than minLength {min_len}"))
             if max_len is not None and len(value) > max_len:
-                out.append((path, f"longer than maxLength {max_len}"))
+                found.append(("", f"longer than maxLength {max_len}"))
             if fmt_re is not None and fmt_re.match(value) is None:
-                out.append((path, f"{_short(value)} is not a valid {fmt}"))
+                found.append(("", f"{_short(value)} is not a valid {fmt}"))
+            return found or None
 
-        checks.append(string_check)
+        return string_part
 
-    def _number_checks(self, schema: Mapping[str, Any], at: str, checks: list[Any]) -> None:
+    def _number_part(self, schema: Mapping[str, Any], at: str) -> _Part | None:
         bounds: list[tuple[str, float]] = []
         for keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
             bound = schema.get(keyword)
@@ -326,11 +409,10 @@ class _Compiler:
                 raise self.fail(at, f"{keyword!r} must be a number, got {bound!r}")
             bounds.append((keyword, bound))
         if not bounds:
-            return
+            return None
 
-        def number_check(kind: str, value: Any, path: str, out: list[tuple[str, str]]) -> None:
-            if kind not in ("number", "integer"):
-                return
+        def number_part(value: Any) -> list[tuple[str, str]] | None:
+            found = None
             for keyword, bound in bounds:
                 if keyword == "minimum":
                     bad = value < bound
@@ -341,34 +423,44 @@ class _Compiler:
                 else:
                     bad = value >= bound
                 if bad:
-                    out.append((path, f"{_short(value)} breaks {keyword} {bound}"))
+                    found = found or []
+                    found.append(("", f"{_short(value)} breaks {keyword} {bound}"))
+            return found
 
-        checks.append(number_check)
+        return number_part
 
-    def _array_checks(self, schema: Mapping[str, Any], at: str, checks: list[Any]) -> None:
+    def _array_part(self, schema: Mapping[str, Any], at: str) -> _Part | None:
         items = schema.get("items")
         if items is not None and not isinstance(items, Mapping | bool):
             raise self.fail(at, "'items' must be one schema (tuple-form items are not supported)")
-        item_check = None if items is None else self.compile(items, f"{at}[]")
+        item_node = None if items is None else self.node(items, f"{at}[]")
         min_items = self._count(schema, "minItems", at)
         max_items = self._count(schema, "maxItems", at)
-        if item_check is None and min_items is None and max_items is None:
-            return
+        if item_node is None and min_items is None and max_items is None:
+            return None
+        item_check = None if item_node is None else item_node.check
+        item_fast = frozenset() if item_node is None else item_node.fast
 
-        def array_check(kind: str, value: Any, path: str, out: list[tuple[str, str]]) -> None:
-            if kind != "array":
-                return
+        def array_part(value: Any) -> list[tuple[str, str]] | None:
+            found = None
             if min_items is not None and len(value) < min_items:
-                out.append((path, f"fewer than minItems {min_items}"))
+                found = [("", f"fewer than minItems {min_items}")]
             if max_items is not None and len(value) > max_items:
-                out.append((path, f"more than maxItems {max_items}"))
+                found = found or []
+                found.append(("", f"more than maxItems {max_items}"))
             if item_check is not None:
                 for index, item in enumerate(value):
-                    item_check(item, f"{path}[{index}]", out)
+                    if item.__class__ in item_fast:
+                        continue
+                    more = item_check(item)
+                    if more:
+                        found = found or []
+                        _nest(f"[{index}]", more, found)
+            return found
 
-        checks.append(array_check)
+        return array_part
 
-    def _value_checks(self, schema: Mapping[str, Any], at: str, checks: list[Any]) -> None:
+    def _value_part(self, schema: Mapping[str, Any], at: str) -> _Part | None:
         if "enum" in schema:
             allowed = schema["enum"]
             if not isinstance(allowed, list) or not allowed:
@@ -376,20 +468,19 @@ class _Compiler:
         elif "const" in schema:
             allowed = [schema["const"]]
         else:
-            return
+            return None
         # (kind, value) pairs so that 1 == True and 1 == 1.0 do not blur JSON types.
         keys = {_enum_key(v) for v in allowed}
         shown = ", ".join(json.dumps(v) for v in allowed[:10])
 
-        def value_check(kind: str, value: Any, path: str, out: list[tuple[str, str]]) -> None:
+        def value_part(value: Any) -> list[tuple[str, str]] | None:
             try:
                 ok = _enum_key(value) in keys
             except TypeError:
                 ok = value in allowed
-            if not ok:
-                out.append((path, f"{_short(value)} is not one of [{shown}]"))
+            return None if ok else [("", f"{_short(value)} is not one of [{shown}]")]
 
-        checks.append(value_check)
+        return value_part
 
     def _count(self, schema: Mapping[str, Any], keyword: str, at: str) -> int | None:
         value = schema.get(keyword)
@@ -450,8 +541,7 @@ class Rule:
         """What is wrong with `message` under this rule (empty: it follows it)."""
         if self.check is None:
             return []
-        found: list[tuple[str, str]] = []
-        self.check(message, "", found)
+        found = self.check(message)
         if not found:
             return []
         label = self.label
