@@ -25,6 +25,7 @@ from ._exceptions import (
     SegmentError,
     TransportError,
 )
+from ._oauth import OAuthError, OAuthSettings
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import (
@@ -50,6 +51,8 @@ __all__ = [
     "MessageQueue",
     "MessageTooLargeError",
     "MissingDependencyError",
+    "OAuthError",
+    "OAuthSettings",
     "QueueFullError",
     "RetryPolicy",
     "SegmentError",
