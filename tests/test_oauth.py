@@ -285,7 +285,9 @@ def test_region_chooses_the_auth_server(rsa_key) -> None:
 def test_settings_validation_never_echoes_the_key(rsa_key) -> None:
     with pytest.raises(ConfigurationError, match="client_id"):
         OAuthSettings("", "k", rsa_key[0])
-    secret_text = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----"
+    secret_text = (
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----"
+    )
     with pytest.raises(ConfigurationError) as info:
         Client("wk", oauth=OAuthSettings("c", "k", secret_text))
     assert "c2VjcmV0" not in str(info.value) and "PEM" in str(info.value)
