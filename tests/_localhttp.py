@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ Handler = Callable[[Request], Response]
 class LocalServer:
     """An HTTP server on an ephemeral loopback port; a context manager that stops it."""
 
-    def __init__(self, handle: Handler) -> None:
+    def __init__(self, handle: Handler, *, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Request] = []
         lock = threading.Lock()
         outer = self
@@ -82,8 +83,10 @@ class LocalServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.02,), name="test-local-http",
             daemon=True,
