@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -138,7 +139,10 @@ GREEN_SCRIPT = textwrap.dedent(
 
 
 def _run_green(mode: str, tmp_path: Path) -> dict[str, object]:
-    pytest.importorskip(mode)
+    # Never import it here: eventlet, once imported, warns on every os.fork() in this
+    # process (and the fork tests fork). The subprocess imports it.
+    if importlib.util.find_spec(mode) is None:
+        pytest.skip(f"{mode} is not installed")
     script = tmp_path / "green.py"
     script.write_text(GREEN_SCRIPT)
     gate = threading.Event()
