@@ -10,13 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from segment_client import Client, ConfigurationError, DeliveryError, TransportError
-from segment_client._network import EU_HOST, US_HOST, redact_url
+from segment_client import (
+    Client,
+    ConfigurationError,
+    DeliveryError,
+    HTTPTransport,
+    TransportError,
+)
+from segment_client._network import EU_HOST, US_HOST
 from segment_client.testing import RecordingTransport
 from tests._localhttp import Collector, LocalServer, forward_proxy
 
@@ -72,9 +79,23 @@ def test_explicit_proxies_win_over_the_environment(monkeypatch: pytest.MonkeyPat
     assert len(collector.messages) == 1 and len(relayed) == 1
 
 
-def test_proxy_credentials_are_redacted() -> None:
-    assert redact_url("http://user:pa55@proxy:3128") == "http://user:***@proxy:3128"
-    assert redact_url("http://proxy:3128") == "http://proxy:3128"
+def test_proxy_password_is_redacted_from_transport_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy_url = "http://agent:pr0xy-pa55@127.0.0.1:9"
+    transport = HTTPTransport(
+        "wk", url="http://127.0.0.1:9/v1/batch", session_options={"proxies": {"http": proxy_url}}
+    )
+
+    def fail(*args: object, **kwargs: object) -> None:
+        # urllib3 has put proxy URLs in its messages before; whatever says it, hide it.
+        raise requests.exceptions.ProxyError(f"Cannot connect to proxy {proxy_url}")
+
+    monkeypatch.setattr(transport._get_session(), "post", fail)
+    with pytest.raises(TransportError) as info:
+        transport.send([b'{"type": "track"}'])
+    assert "pr0xy-pa55" not in str(info.value) and "agent:***@" in str(info.value)
+    transport.close()
 
 
 # -- TLS ---------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ __all__ = [
     "US_HOST",
     "check_host_typo",
     "oauth_server_for",
-    "redact_url",
     "resolve_host",
     "session_options",
 ]
@@ -144,11 +143,3 @@ def session_options(
         options["cert"] = cert
     return options
 
-
-def redact_url(url: str) -> str:
-    """`url` without a password (proxy URLs carry credentials)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()

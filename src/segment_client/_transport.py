@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import requests
 
@@ -108,7 +109,12 @@ class HTTPTransport:
 
     def secrets(self) -> tuple[str, ...]:
         """Credentials redacted from every error text (a subclass adds its own)."""
-        return (self._write_key, self._headers.get("Authorization", "")[6:])
+        proxies = self._request_options.get("proxies") or {}
+        passwords = (urlsplit(url).password for url in proxies.values())
+        return (
+            self._write_key, self._headers.get("Authorization", "")[6:],
+            *(p for p in passwords if p),
+        )
 
     def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
         body = build_body(batch, now_timestamp(), self._write_key)
