@@ -213,6 +213,7 @@
     row.dataset.id = String(ev.id);
     row.dataset.kind = "event";
     row.dataset.type = type;
+    if (m.messageId !== undefined) row.dataset.messageId = str(m.messageId);
 
     var typeCell = el("span", "cell type");
     typeCell.appendChild(badge(type, "t-" + (KNOWN_TYPES.indexOf(type) >= 0 ? type : "other")));
@@ -267,6 +268,7 @@
     row.dataset.id = "r" + String(rj.id);
     row.dataset.kind = "rejection";
     row.dataset.type = "rejected";
+    row.dataset.status = str(rj.status);
 
     var typeCell = el("span", "cell type");
     typeCell.appendChild(badge("rejected", "t-rejected"));
