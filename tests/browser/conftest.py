@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, ConsoleMessage, Error, Page, sync_playwright
+from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Page, sync_playwright
 
 from segment_client import Client
+from segment_client.collector import Collector, Validator
 
 CHROMIUM = os.environ.get("SEGMENT_CLIENT_CHROMIUM", "/usr/bin/chromium")
 # The flags a root, offline, GPU-less machine needs; no background calls home.
@@ -68,41 +68,43 @@ def page(browser_context: BrowserContext) -> Iterator[Page]:
         if message.type == "error":
             errors.append(f"console error: {message.text}")
 
+    def on_dialog(dialog: Dialog) -> None:
+        errors.append(f"dialog opened: {dialog.message}")
+        dialog.dismiss()
+
     tab.on("console", on_console)
-    tab.on("dialog", lambda dialog: errors.append(f"dialog opened: {dialog.message}"))
+    tab.on("dialog", on_dialog)
     yield tab
-    try:
-        tab.close()
-    except Error:
-        pass
+    tab.close()
     assert not errors, errors
 
 
-@dataclass
-class RunningCollector:
-    url: str
-    write_key: str
+def _no_violations(message: dict[str, Any]) -> list[str]:
+    return []
 
 
 @pytest.fixture
-def collector() -> Iterator[RunningCollector]:
-    """A real collector on a free loopback port with an in-memory store and a write key."""
-    server, stop = _start_collector(WRITE_KEY)
-    try:
-        yield RunningCollector(url=server, write_key=WRITE_KEY)
-    finally:
-        stop()
+def validator() -> Validator:
+    """The collector's tracking-plan hook; a test overrides it to produce violations."""
+    return _no_violations
 
 
 @pytest.fixture
-def make_live_client(collector: RunningCollector) -> Iterator[Callable[..., Client]]:
+def collector(validator: Validator) -> Iterator[Collector]:
+    """A real collector on a free loopback port, in-memory store, requiring a write key."""
+    with Collector(write_key=WRITE_KEY, validator=validator) as running:
+        yield running
+
+
+@pytest.fixture
+def make_live_client(collector: Collector) -> Iterator[Callable[..., Client]]:
     """Real clients posting to the test's collector over HTTP; closed after the test."""
     clients: list[Client] = []
 
     def make(**options: Any) -> Client:
         options.setdefault("host", collector.url)
         options.setdefault("max_retries", 0)
-        client = Client(collector.write_key, **options)
+        client = Client(WRITE_KEY, **options)
         clients.append(client)
         return client
 
@@ -117,22 +119,3 @@ def docs_img() -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
-
-def _start_collector(write_key: str) -> tuple[str, Callable[[], None]]:
-    import sys
-    import threading
-
-    sys.path.insert(0, "/tmp/pagedev")
-    import server as stub  # type: ignore[import-not-found]
-
-    srv = stub.make(0, write_key)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        srv.shutdown()
-        srv.server_close()
-        thread.join()
-
-    host, port = srv.server_address[:2]
-    return f"http://{host}:{port}", stop

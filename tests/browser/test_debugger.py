@@ -16,8 +16,9 @@ from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from segment_client import Client
+from segment_client.collector import Collector
 
-from .conftest import RunningCollector
+from .conftest import WRITE_KEY
 
 ROWS = "#stream .row"
 EVENT_ROWS = "#stream .row[data-kind=event]"
@@ -29,7 +30,7 @@ MakeClient = Callable[..., Client]
 # ---------- helpers ----------
 
 
-def open_debugger(page: Page, collector: RunningCollector, query: str = "") -> None:
+def open_debugger(page: Page, collector: Collector, query: str = "") -> None:
     page.goto(f"{collector.url}/{query}")
     expect(page.locator("#status")).to_have_text("live")
 
@@ -62,7 +63,7 @@ def query_of(page: Page) -> dict[str, list[str]]:
     return parse_qs(urlsplit(page.url).query)
 
 
-def stored_events(collector: RunningCollector) -> list[dict[str, Any]]:
+def stored_events(collector: Collector) -> list[dict[str, Any]]:
     resp = requests.get(f"{collector.url}/v1/events", params={"limit": 1000}, timeout=5)
     resp.raise_for_status()
     events: list[dict[str, Any]] = resp.json()["events"]
@@ -77,7 +78,7 @@ def send(client: Client) -> None:
 
 
 def test_messages_appear_live_with_their_fields(
-    page: Page, collector: RunningCollector, make_live_client: MakeClient
+    page: Page, collector: Collector, make_live_client: MakeClient
 ) -> None:
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
@@ -136,7 +137,7 @@ def test_messages_appear_live_with_their_fields(
 
 
 def test_each_filter_narrows_to_exactly_the_expected_rows_and_lands_in_the_url(
-    page: Page, collector: RunningCollector, make_live_client: MakeClient
+    page: Page, collector: Collector, make_live_client: MakeClient
 ) -> None:
     client = make_live_client(flush_at=20)
     signed_up_1 = client.track("u1", "Signed Up", {"plan": "pro"})
@@ -200,7 +201,7 @@ def test_each_filter_narrows_to_exactly_the_expected_rows_and_lands_in_the_url(
 
 
 def test_summary_chips_count_by_type_and_top_events_and_filter_on_click(
-    page: Page, collector: RunningCollector, make_live_client: MakeClient
+    page: Page, collector: Collector, make_live_client: MakeClient
 ) -> None:
     client = make_live_client(flush_at=50)
     for event, times in (("Alpha", 3), ("Beta", 2), ("Gamma", 1)):
@@ -224,7 +225,7 @@ def test_summary_chips_count_by_type_and_top_events_and_filter_on_click(
 
 
 def test_clicking_a_row_shows_its_full_json_with_copy(
-    page: Page, collector: RunningCollector, make_live_client: MakeClient
+    page: Page, collector: Collector, make_live_client: MakeClient
 ) -> None:
     client = make_live_client()
     properties = {"items": [{"sku": "A-1", "qty": 2}], "coupon": None, "name": "caf\u00e9 \u2615"}
@@ -256,7 +257,7 @@ def test_clicking_a_row_shows_its_full_json_with_copy(
 
 
 def test_html_in_names_ids_and_properties_is_shown_as_text_and_never_runs(
-    page: Page, collector: RunningCollector, make_live_client: MakeClient
+    page: Page, collector: Collector, make_live_client: MakeClient
 ) -> None:
     event = "<img src=x onerror=\"window.__xss='event'\">"
     user = "<script>window.__xss='user'</script>"
@@ -298,7 +299,7 @@ def test_html_in_names_ids_and_properties_is_shown_as_text_and_never_runs(
 
 
 def test_duplicates_and_rejected_requests_are_marked(
-    page: Page, collector: RunningCollector, make_live_client: MakeClient
+    page: Page, collector: Collector, make_live_client: MakeClient
 ) -> None:
     client = make_live_client()
     first = client.track("u1", "Order Completed", {"attempt": 1}, message_id="order-77")
@@ -311,7 +312,7 @@ def test_duplicates_and_rejected_requests_are_marked(
         f"{collector.url}/v1/batch",
         data=b'{"batch": [',
         headers={"Content-Type": "application/json"},
-        auth=(collector.write_key, ""),
+        auth=(WRITE_KEY, ""),
         timeout=5,
     )
     assert bad_json.status_code == 400
@@ -358,7 +359,7 @@ def test_duplicates_and_rejected_requests_are_marked(
 
 
 def test_pause_holds_new_rows_until_resume_and_clear_empties_the_store(
-    page: Page, collector: RunningCollector, make_live_client: MakeClient
+    page: Page, collector: Collector, make_live_client: MakeClient
 ) -> None:
     client = make_live_client()
     first = client.track("u1", "Before Pause")
@@ -391,6 +392,44 @@ def test_pause_holds_new_rows_until_resume_and_clear_empties_the_store(
     wait_for_rows(page, [after])
 
 
+def order_plan(message: dict[str, Any]) -> list[str]:
+    """A one-rule tracking plan: Order Completed needs a numeric revenue."""
+    if message.get("event") != "Order Completed":
+        return []
+    revenue = message.get("properties", {}).get("revenue")
+    if isinstance(revenue, int | float):
+        return []
+    return [f"properties.revenue: expected a number, got {type(revenue).__name__}"]
+
+
+@pytest.mark.parametrize("validator", [order_plan])
+def test_tracking_plan_violations_show_on_the_row(
+    page: Page, collector: Collector, make_live_client: MakeClient
+) -> None:
+    client = make_live_client()
+    good = client.track("u1", "Order Completed", {"revenue": 10})
+    bad = client.track("u1", "Order Completed", {"revenue": "ten"})
+    other = client.track("u1", "Cart Viewed")
+    send(client)
+
+    open_debugger(page, collector)
+    wait_for_rows(page, [good, bad, other])
+    flagged = page.locator(f"{EVENT_ROWS}.violating")
+    expect(flagged).to_have_count(1)
+    assert flagged.get_attribute("data-message-id") == bad
+    expect(flagged.locator(".badge.viol")).to_have_text("1 violation")
+    expect(flagged.locator(".violation")).to_have_text(
+        ["properties.revenue: expected a number, got str"]
+    )
+    expect(page.locator("#violations")).to_have_text("1")
+    expect(page.locator("#violations-stat")).to_be_visible()
+
+    flagged.click()
+    expect(page.locator(".detail .viol-list li")).to_have_text(
+        ["properties.revenue: expected a number, got str"]
+    )
+
+
 def _realistic_traffic(client: Client, count: int) -> int:
     """A few hundred messages shaped like a small shop's backend; returns how many."""
     rnd = random.Random(8)
@@ -409,7 +448,10 @@ def _realistic_traffic(client: Client, count: int) -> int:
             props: dict[str, Any] = {"product_id": f"sku-{rnd.randint(100, 999)}",
                                      "price": round(rnd.uniform(5, 120), 2)}
             if name == "Order Completed":
-                props = {"order_id": f"o-{n}", "revenue": round(rnd.uniform(20, 300), 2)}
+                revenue = round(rnd.uniform(20, 300), 2)
+                # Now and then a backend sends revenue as text: the plan flags it.
+                props = {"order_id": f"o-{n}",
+                         "revenue": f"{revenue}" if rnd.random() < 0.25 else revenue}
             if rnd.random() < 0.08:
                 client.track(anonymous_id=f"anon-{rnd.randint(1000, 9999)}", event=name,
                              properties=props)
@@ -429,8 +471,9 @@ def _realistic_traffic(client: Client, count: int) -> int:
     return sent
 
 
+@pytest.mark.parametrize("validator", [order_plan])
 def test_screenshots_with_a_few_hundred_messages(
-    page: Page, collector: RunningCollector, make_live_client: MakeClient, docs_img: Path
+    page: Page, collector: Collector, make_live_client: MakeClient, docs_img: Path
 ) -> None:
     client = make_live_client(flush_at=40)
     sent = _realistic_traffic(client, 320)
@@ -440,22 +483,24 @@ def test_screenshots_with_a_few_hundred_messages(
     send(client)
     client.track("user-007", "Order Completed", {"order_id": "o-1", "revenue": 42.0},
                  message_id=replayed)
+    flagged = client.track("user-011", "Order Completed", {"order_id": "o-2", "revenue": "59.90"})
     client.track("user-003", "Product Viewed", {"product_id": "sku-101", "price": 19.0})
     send(client)
     requests.post(f"{collector.url}/v1/batch", data=b"{oops", timeout=5,
-                  auth=(collector.write_key, ""))
-    total = sent + 3
+                  auth=(WRITE_KEY, ""))
+    total = sent + 4
 
     open_debugger(page, collector)
     expect(page.locator("#total")).to_have_text(str(total))
     expect(page.locator(EVENT_ROWS)).to_have_count(total)
     page.set_viewport_size({"width": 1280, "height": 1100})
-    page.locator(f"{EVENT_ROWS}.duplicate").click()
+    expanded = page.locator(f"{ROWS}[data-message-id='{flagged}']")
+    expanded.click()
     wide = docs_img / "debugger.png"
     page.screenshot(path=str(wide))
 
     page.set_viewport_size({"width": 390, "height": 844})
-    page.locator(f"{EVENT_ROWS}.duplicate").click()  # fold it again: room for the list
+    expanded.click()  # fold it again: room for the list
     phone = docs_img / "debugger-phone.png"
     page.screenshot(path=str(phone))
     # Readable on a phone: nothing is wider than the screen.
@@ -470,7 +515,7 @@ UNSAFE_SINKS = re.compile(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|docum
 
 @pytest.mark.parametrize("asset", ["debugger.js", "debugger.css"])
 def test_static_assets_are_served_and_the_script_uses_no_html_sinks(
-    collector: RunningCollector, asset: str
+    collector: Collector, asset: str
 ) -> None:
     resp = requests.get(f"{collector.url}/static/{asset}", timeout=5)
     assert resp.status_code == 200

@@ -417,6 +417,9 @@
       more.hidden = false;
       more.textContent = "More than " + PAGE + " messages arrived at once; only the newest are shown.";
     }
+    // last_id is read with the rows: with no gap to fill, the next poll starts after it
+    // even when the filters matched nothing.
+    if (events.length < PAGE && typeof body.last_id === "number" && body.last_id > maxId) maxId = body.last_id;
     state.lastEventId = maxId;
     trim();
   }
