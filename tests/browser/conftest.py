@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Page, sync_playwright
+from playwright.sync_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    expect,
+    sync_playwright,
+)
 
 from segment_client import Client
 from segment_client.collector import Collector, Validator
@@ -31,6 +38,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 WRITE_KEY = "debugger-test-key"
+# Generous: the page polls once a second and CI machines are shared.
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="session")
