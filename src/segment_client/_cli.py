@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -31,6 +32,7 @@ __all__ = ["command", "main"]
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Register = Callable[[Any], None]
 _COMMANDS: list[Register] = []
+_QUIET = logging.NullHandler()
 
 
 class UsageError(Exception):
@@ -129,7 +131,9 @@ def _send_one(args: argparse.Namespace) -> int:
         raise UsageError("a write key is required: --write-key or $SEGMENT_WRITE_KEY")
     # The command prints the reason itself; without a handler the library's error log
     # would reach stderr a second time through logging's last-resort handler.
-    logging.getLogger("segment_client").addHandler(logging.NullHandler())
+    logger = logging.getLogger("segment_client")
+    if _QUIET not in logger.handlers:
+        logger.addHandler(_QUIET)
     errors: list[str] = []
 
     def on_error(error: DeliveryError, messages: list[dict[str, Any]]) -> None:
