@@ -1,8 +1,10 @@
 """The local Segment-compatible collector: HTTP server, ingest, read API, faults.
 
 Stdlib only: `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, one thread per
-connection. Each ingest request is parsed, checked and stored with one batched insert
-before it is answered, so a 200 means the messages are readable.
+connection. A handler thread checks what decides the answer (size, JSON, write key;
+every message too in strict mode) and answers; one writer thread then validates and
+stores the messages with one batched insert per request. Every read waits for the
+writer to catch up, so whatever was answered 200 before a read is visible to it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import datetime as dt
 import json
 import logging
 import mimetypes
+import queue
 import socket
 import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +30,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from ._faults import Fault, FaultPlan
+from ._parse import parse_batch
 from ._store import Store, StoredMessage
 from ._validate import MESSAGE_TYPES, validate_message
 
@@ -74,6 +79,17 @@ class _Reject(Exception):
         self.status = status
         self.reason = reason
         self.code = code
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One answered request's messages, for the writer thread to validate and store."""
+
+    received_at: str
+    path: str
+    single: str | None
+    messages: list[tuple[Any, str]]
+    validated: bool
 
 
 class _Server(ThreadingHTTPServer):
@@ -184,6 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._static(path[len("/static/") :])
             elif path == "/v1/events":
                 query = self._query()
+                collector.sync()
                 events, last = collector.store.events(
                     type=query.get("type") or None,
                     event=query.get("event") or None,
@@ -195,6 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, {"events": events, "last_id": last})
             elif path == "/v1/rejections":
                 query = self._query()
+                collector.sync()
                 rejections = collector.store.rejections(
                     after=_int_arg(query, "after", None),
                     limit=_int_arg(query, "limit", 100, maximum=10_000),
@@ -399,6 +417,16 @@ class Collector:
         self.requests = 0
         self.faults_injected = 0
         self.fault_stored_messages = 0
+        # Answered requests are stored by one writer thread, so a client never waits on
+        # SQLite; the bounded queue pushes back when the writer falls behind.
+        self._writer: queue.Queue[_Job | None] = queue.Queue(maxsize=64)
+        self._writer_thread: threading.Thread | None = None
+        self._written = threading.Condition()
+        self._submitted = 0
+        self._done = 0
+        # Batch ids: unique across runs sharing a database file, cheap to make.
+        self._batch_prefix = uuid.uuid4().hex[:6]
+        self._batch_seq = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -417,6 +445,10 @@ class Collector:
         server.collector = self
         self.port = server.server_address[1]
         self._server = server
+        self._writer_thread = threading.Thread(
+            target=self._write_loop, name="segment_client.collector.writer", daemon=True
+        )
+        self._writer_thread.start()
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05},
             name="segment_client.collector", daemon=True,
@@ -442,6 +474,10 @@ class Collector:
         for _, thread in connections:
             if thread is not threading.current_thread():
                 thread.join(timeout)
+        if self._writer_thread is not None:
+            self._writer.put(None)  # after the answered requests: they are all stored
+            self._writer_thread.join(timeout)
+            self._writer_thread = None
 
     def close(self) -> None:
         """Stop and close the store."""
@@ -480,6 +516,7 @@ class Collector:
 
     def stats(self) -> dict[str, Any]:
         """Counts by type and track event, totals, duplicates, rejections, batches, faults."""
+        self.sync()
         stats = self.store.stats()
         with self._counter_lock:
             stats["requests"] = self.requests
@@ -490,17 +527,20 @@ class Collector:
     def events(self, **filters: Any) -> list[dict[str, Any]]:
         """Stored records, newest first, like `GET /v1/events` (same filters; no limit)."""
         filters.setdefault("limit", None)
+        self.sync()
         return self.store.events(**filters)[0]
 
     def messages(self, **filters: Any) -> list[dict[str, Any]]:
         """Stored messages (the dicts as sent), oldest first, duplicates included."""
         filters.setdefault("limit", None)
+        self.sync()
         events, _ = self.store.events(oldest_first=True, **filters)
         return [event["message"] for event in events]
 
     def rejections(self, **filters: Any) -> list[dict[str, Any]]:
         """Rejected requests, newest first, like `GET /v1/rejections`."""
         filters.setdefault("limit", None)
+        self.sync()
         return self.store.rejections(**filters)
 
     def wait_for(self, total: int, timeout: float | None = 5.0) -> bool:
@@ -509,6 +549,7 @@ class Collector:
 
     def clear(self) -> None:
         """Empty the store and the request counters (faults stay)."""
+        self.sync()
         self.store.clear()
         with self._counter_lock:
             self.requests = self.faults_injected = self.fault_stored_messages = 0
@@ -557,7 +598,10 @@ class Collector:
     def _accept(
         self, path: str, headers: Any, body: bytes, received_at: str
     ) -> tuple[int, dict[str, Any]]:
-        """Check and store one ingest request. Returns (stored, answer) or raises _Reject."""
+        """Check one ingest request and queue it for the writer.
+
+        Returns (messages, answer) or raises _Reject.
+        """
         single = _SINGLE_ROUTES.get(path)
         limit = MAX_MESSAGE_BYTES if single else MAX_REQUEST_BYTES
         if len(body) > limit:
@@ -568,57 +612,111 @@ class Collector:
             raise _Reject(400, f"Exceed payload limit: request is over {limit} bytes",
                           "too_large")
         try:
-            data = json.loads(data_bytes)
+            text = data_bytes.decode("utf-8-sig")
+            if single:
+                value, items = json.loads(text), None
+                if not isinstance(value, dict):
+                    raise TypeError(type(value).__name__)
+                data: dict[str, Any] = value
+            else:
+                data, items = parse_batch(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Reject(400, f"malformed JSON: {exc}", "invalid_json") from None
-        if not isinstance(data, dict):
-            raise _Reject(400, f"the body must be a JSON object, got {type(data).__name__}")
+        except TypeError as exc:
+            raise _Reject(400, f"the body must be a JSON object, got {exc}") from None
         self._check_key(headers, data)
         if single:
-            messages: list[Any] = [data]
+            messages: list[tuple[Any, str | None]] = [(data, None)]
+        elif items is None:
+            raise _Reject(400, "the body needs a batch array: {\"batch\": [...]}")
         else:
-            batch = data.get("batch")
-            if not isinstance(batch, list):
-                raise _Reject(400, "the body needs a batch array: {\"batch\": [...]}")
-            messages = batch
-        context = data.get("context") if not single else None
-        accepted: list[StoredMessage] = []
-        problems: list[str] = []
-        for index, message in enumerate(messages):
+            messages = list(items)
+        context = None if single else data.get("context")
+        checked: list[tuple[Any, str]] = []
+        for index, (message, raw) in enumerate(messages):
             if isinstance(message, dict):
                 if single and "type" not in message:
                     message["type"] = single
+                    raw = None
                 if isinstance(context, dict) and "context" not in message:
                     message["context"] = context  # batch-level context applies to each
-            reasons = validate_message(message, single)
-            text = _DUMPS(message)
-            # len(text) counts characters; only long texts need the exact UTF-8 size.
-            if len(text) * 4 > MAX_MESSAGE_BYTES and len(text.encode()) > MAX_MESSAGE_BYTES:
+                    raw = None
+            if raw is None:
+                raw = _DUMPS(message)
+            # len() counts characters; only a long text needs its exact UTF-8 size.
+            if len(raw) * 4 > MAX_MESSAGE_BYTES and len(raw.encode()) > MAX_MESSAGE_BYTES:
                 raise _Reject(
                     400,
-                    f"Exceed payload limit: message {index} is {len(text.encode())} bytes "
+                    f"Exceed payload limit: message {index} is {len(raw.encode())} bytes "
                     f"(limit {MAX_MESSAGE_BYTES})",
                     "too_large",
                 )
+            checked.append((message, raw))
+        problems: list[str] | None = None
+        if self.strict:
+            problems = self._problems(checked, single)
+            if problems:
+                raise _Reject(
+                    400, "invalid message(s): " + " | ".join(problems), "invalid_message"
+                )
+        with self._written:
+            self._submitted += 1
+        self._writer.put(_Job(received_at, path, single, checked, problems is not None))
+        return len(checked), {"success": True}
+
+    # -- the writer thread --------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._writer.get()
+            try:
+                if job is None:
+                    return
+                self._write(job)
+            except Exception:
+                logger.exception("collector: storing a batch failed")
+            finally:
+                with self._written:
+                    self._done += 1
+                    self._written.notify_all()
+
+    def _problems(self, checked: list[tuple[Any, str]], single: str | None) -> list[str]:
+        problems = []
+        for index, (message, _) in enumerate(checked):
+            reasons = validate_message(message, single)
             if reasons:
                 problems.append(f"message {index}{_describe(message)}: {'; '.join(reasons)}")
-                continue
-            violations = self._violations(message)
-            accepted.append(StoredMessage(message, text, violations))
-        if problems and self.strict:
-            raise _Reject(400, "invalid message(s): " + " | ".join(problems), "invalid_message")
-        batch_id = uuid.uuid4().hex[:12]
-        stored, duplicates = (0, 0)
+        return problems
+
+    def _write(self, job: _Job) -> None:
+        accepted: list[StoredMessage] = []
+        problems: list[str] = []
+        validator = self.validator
+        for index, (message, raw) in enumerate(job.messages):
+            if not job.validated:
+                reasons = validate_message(message, job.single)
+                if reasons:
+                    problems.append(
+                        f"message {index}{_describe(message)}: {'; '.join(reasons)}"
+                    )
+                    continue
+            violations = self._violations(message) if validator is not None else []
+            accepted.append(StoredMessage(message, raw, violations))
+        self._batch_seq += 1
+        batch_id = f"{self._batch_prefix}-{self._batch_seq}"
+        duplicates = 0
         if accepted:
-            stored, duplicates = self.store.add_batch(batch_id, received_at, accepted)
+            _, duplicates = self.store.add_batch(batch_id, job.received_at, accepted)
         for problem in problems:
-            self._reject(received_at, path, 200, f"dropped invalid {problem}")
+            self._reject(job.received_at, job.path, 200, f"dropped invalid {problem}")
         if self.log is not None and accepted:
-            self._print(_batch_line(received_at, path, batch_id, accepted, duplicates))
-        answer: dict[str, Any] = {"success": True}
-        if problems:
-            answer["rejected"] = problems
-        return stored, answer
+            self._print(_batch_line(job.received_at, job.path, batch_id, accepted, duplicates))
+
+    def sync(self, timeout: float | None = 10.0) -> bool:
+        """Wait until every request answered so far is stored (reads call this first)."""
+        with self._written:
+            target = self._submitted
+            return self._written.wait_for(lambda: self._done >= target, timeout)
 
     def _violations(self, message: dict[str, Any]) -> list[str]:
         if self.validator is None:
