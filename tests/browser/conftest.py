@@ -42,7 +42,7 @@ WRITE_KEY = "debugger-test-key"
 expect.set_options(timeout=10_000)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
     """One headless Chromium with a fresh profile for the whole session."""
     if not os.access(CHROMIUM, os.X_OK):
