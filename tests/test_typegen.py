@@ -221,3 +221,11 @@ def test_unusual_plans_still_generate_valid_python() -> None:
     finally:
         client.close_and_flush(5)
     assert [m["properties"] for m in transport.messages] == [{"from": 3, "def": "x"}, {"x": 1.5}]
+
+
+def test_the_segment_client_command_has_typegen(tmp_path: Path) -> None:
+    from segment_client._cli import main as cli_main
+
+    out = tmp_path / "events.py"
+    assert cli_main(["typegen", str(PLANS / "native_shop.json"), "-o", str(out)]) == 0
+    assert "def order_completed(" in out.read_text(encoding="utf-8")

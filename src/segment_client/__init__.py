@@ -28,6 +28,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._middleware import Middleware, redact_pii, sample, static_context
+from ._oauth import OAuthError, OAuthSettings
 from ._plan import PlanError, TrackingPlan, TrackingPlanViolation, load_plan
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
@@ -55,6 +56,8 @@ __all__ = [
     "MessageTooLargeError",
     "Middleware",
     "MissingDependencyError",
+    "OAuthError",
+    "OAuthSettings",
     "PlanError",
     "QueueFullError",
     "RetryPolicy",

@@ -25,6 +25,8 @@ from ._messages import (
     build_track,
 )
 from ._middleware import DropReporter, Middleware, MiddlewareChains
+from ._network import check_host_typo, oauth_server_for, resolve_host, session_options
+from ._oauth import OAuthSettings, OAuthTransport
 from ._plan import PlanEnforcer, TrackingPlan, ViolationHandler, load_plan
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
@@ -107,6 +109,12 @@ class Client:
         on_unplanned: a track event the plan does not list: "allow", "report" or "drop".
         on_plan_violation: `hook(error: TrackingPlanViolation, message)` for reported and
             dropped violations and unplanned events; runs on the caller's thread.
+        region: "us" or "eu": Segment's host for that region (instead of `host`).
+        proxies: requests-style `{"https": "http://proxy:3128"}`; the HTTPS_PROXY /
+            NO_PROXY environment variables apply when not given.
+        verify: True, False or the path of a CA bundle for TLS verification.
+        cert: the client certificate: a PEM path, or a (certificate, key) path tuple.
+        oauth: `OAuthSettings` to authenticate with OAuth bearer tokens (extra `oauth`).
     """
 
     def __init__(
@@ -135,6 +143,11 @@ class Client:
         on_violation: str = "report",
         on_unplanned: str = "allow",
         on_plan_violation: ViolationHandler | None = None,
+        region: str | None = None,
+        proxies: Mapping[str, str] | None = None,
+        verify: bool | str | None = None,
+        cert: str | tuple[str, str] | None = None,
+        oauth: OAuthSettings | None = None,
     ) -> None:
         if write_key is None:
             write_key = os.environ.get("SEGMENT_WRITE_KEY") or None
@@ -143,9 +156,19 @@ class Client:
                 "write_key is required: pass Client('WRITE_KEY') or set SEGMENT_WRITE_KEY"
                 + ("" if write_key is None else f" (got {type(write_key).__name__})")
             )
+        host = resolve_host(host, region)
         if host is None:
             host = os.environ.get("SEGMENT_HOST") or DEFAULT_HOST
         self.host = _normalise_host(host)
+        check_host_typo(self.host)
+        network = session_options(proxies, verify, cert)
+        if oauth is not None and not isinstance(oauth, OAuthSettings):
+            raise ConfigurationError(f"oauth must be an OAuthSettings, got {type(oauth).__name__}")
+        if transport is not None and (network or oauth is not None):
+            raise ConfigurationError(
+                "proxies=, verify=, cert= and oauth= configure the built-in HTTP transport; "
+                "they cannot be combined with transport="
+            )
         if not isinstance(path, str) or not path.startswith("/"):
             raise ConfigurationError(f"path must start with '/', got {path!r}")
         _check_number("flush_at", flush_at, minimum=1, maximum=MAX_BATCH_MESSAGES, integer=True)
@@ -175,8 +198,8 @@ class Client:
         self.sync_mode = sync_mode
         self.shutdown_timeout = shutdown_timeout
         self._write_key = write_key
-        self._transport = transport or HTTPTransport(
-            write_key, url=self.host + path, timeout=request_timeout, gzip=gzip
+        self._transport = transport or _http_transport(
+            write_key, self.host, path, request_timeout, gzip, network, oauth
         )
         self._consumer = Consumer(
             queue_factory=queue or (lambda: MemoryQueue(max_queue_size)),
@@ -421,6 +444,31 @@ class Client:
             )
         return stats
 
+    # -- asyncio: the waits run in a worker thread, so the event loop keeps running ----
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """`flush()` for coroutines: awaitable, never blocks the event loop."""
+        import asyncio  # here: the library's import time stays small for sync users
+
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = None) -> bool:
+        """`close_and_flush()` for coroutines (FastAPI lifespan, async workers)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.close_and_flush, timeout)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
     def __enter__(self) -> Client:
         return self
 
@@ -443,3 +491,16 @@ def _drop_reporter(consumer: Consumer) -> DropReporter:
             consumer.drop(reason, error, messages)
 
     return report
+
+
+def _http_transport(
+    write_key: str, host: str, path: str, timeout: float, gzip: bool,
+    network: dict[str, Any], oauth: OAuthSettings | None,
+) -> HTTPTransport:
+    options: dict[str, Any] = {
+        "url": host + path, "timeout": timeout, "gzip": gzip, "session_options": network,
+    }
+    if oauth is None:
+        return HTTPTransport(write_key, **options)
+    server = oauth.auth_server or oauth_server_for(host)
+    return OAuthTransport(write_key, oauth=oauth, auth_server=server, **options)

@@ -381,7 +381,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", default="-", help="the module to write (default: standard output)"
     )
-    parser.set_defaults(func=_run)
+    parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -406,5 +406,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _configure(parser)
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    result: int = args.handler(args)
     return result
