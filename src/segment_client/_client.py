@@ -27,6 +27,7 @@ from ._middleware import Middleware, run_chain
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import current_defaults
+from ._spool import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_SYNC_INTERVAL, SpoolQueue
 from ._transport import HTTPTransport, Transport
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Client"]
@@ -95,6 +96,14 @@ class Client:
         retry_base_delay, retry_max_delay: the exponential backoff's first ceiling and cap.
         rate_limit_budget: seconds one batch may wait on 429 Retry-After in total.
         queue: a custom `MessageQueue` factory (the on-disk spool uses this seam).
+        spool_dir: keep accepted messages in files in this directory until delivered, so
+            a crash, a restart or a long outage loses none (docs/spool.md). Several
+            processes may share it. None (default): messages are kept in memory only.
+        spool_max_bytes: the spool's size limit in bytes (default 1 GiB); past it new
+            messages are dropped and reported (reason "spool_full"). Replaces
+            max_queue_size when spool_dir is set.
+        spool_sync_interval: seconds between fsyncs of the spool, done in the background
+            (a machine crash loses at most this much); None leaves it to the OS.
     """
 
     def __init__(
@@ -118,6 +127,9 @@ class Client:
         retry_max_delay: float = 60.0,
         rate_limit_budget: float = 600.0,
         queue: Callable[[], MessageQueue] | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        spool_sync_interval: float | None = DEFAULT_SPOOL_SYNC_INTERVAL,
     ) -> None:
         if write_key is None:
             write_key = os.environ.get("SEGMENT_WRITE_KEY") or None
@@ -145,6 +157,21 @@ class Client:
                 raise ConfigurationError(f"{name} must be True or False, got {flag!r}")
         if on_error is not None and not callable(on_error):
             raise ConfigurationError(f"on_error must be callable, got {on_error!r}")
+        _check_number("spool_max_bytes", spool_max_bytes, minimum=1, integer=True)
+        if spool_sync_interval is not None:
+            _check_number("spool_sync_interval", spool_sync_interval, minimum=0, inclusive=False)
+        if spool_dir is not None:
+            if not isinstance(spool_dir, str | os.PathLike) or not os.fspath(spool_dir):
+                raise ConfigurationError(
+                    f"spool_dir must be a directory path (str or PathLike), got {spool_dir!r}"
+                )
+            if queue is not None:
+                raise ConfigurationError("pass either spool_dir or queue, not both")
+            if sync_mode:
+                raise ConfigurationError(
+                    "spool_dir cannot be combined with sync_mode=True (nothing is queued)"
+                )
+            queue = _spool_factory(spool_dir, spool_max_bytes, spool_sync_interval)
         if transport is not None and not isinstance(transport, Transport):
             raise ConfigurationError(
                 f"transport must have send() and close() methods, got {transport!r}"
@@ -392,6 +419,16 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close_and_flush()
+
+
+def _spool_factory(
+    directory: str | os.PathLike[str], max_bytes: int, sync_interval: float | None
+) -> Callable[[], MessageQueue]:
+    # Called again in a forked child: each process gets its own spool file.
+    def make() -> MessageQueue:
+        return SpoolQueue(directory, max_bytes=max_bytes, sync_interval=sync_interval)
+
+    return make
 
 
 _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
