@@ -56,6 +56,9 @@ _ACK = struct.Struct("<QQI")
 # Plausibility bound on a record's length when reading (the client caps messages at 32 KB).
 _MAX_PAYLOAD = 1 << 20
 _CHUNK = 256 * 1024
+_PACK = _REC.pack
+_crc32 = zlib.crc32
+_write = os.write
 _NAME = re.compile(r"^([0-9a-f]{16}-\d+-[0-9a-f]{6})\.(?:ack|(\d{8})\.seg)$")
 
 
@@ -194,6 +197,7 @@ class SpoolQueue:
         self._max_bytes = max_bytes
         self._sync_interval = sync_interval
         self._segment_bytes = max(segment_bytes, 4096)
+        self._reclaim_bytes = max(1, min(self._segment_bytes, max_bytes) // 4)
         self._rescan_interval = rescan_interval
         self._pid = os.getpid()
         self._lock = threading.Lock()  # the caller side: put and the counters
@@ -202,14 +206,15 @@ class SpoolQueue:
         self._start_lock = threading.Lock()
         self._closed = False
         self._depth = 0
-        self._bytes = 0
+        self._bytes = 0  # bytes of our files but the live segment's (put adds that)
         self._rejection = ("spool_full", "the spool is full; the message was dropped")
         self._taken: list[tuple[_Writer, _Segment, int]] = []
         self._writers: list[_Writer] = []  # adopted ones (oldest first), then our own
         self._skipped: set[str] = set()  # writers whose files this process leaves alone
         self._reporter: LossReporter | None = None
         self._reports: list[tuple[str, DeliveryError, int, bool]] = []
-        self._dirty: list[_Segment] = []
+        self._dirty: list[_Segment] = []  # rotated segments not yet fsynced
+        self._synced: tuple[_Segment | None, int] = (None, 0)  # the live segment, synced to
         self._dir_dirty = False
         self._acks_dirty: set[int] = set()
         self._thread: threading.Thread | None = None
@@ -260,54 +265,52 @@ class SpoolQueue:
         segment = _Segment(path, seq, len(FILE_HEADER), len(FILE_HEADER), 0)
         segment.fd = fd
         writer.segments.append(segment)
-        self._bytes += segment.disk
         self._dir_dirty = True
         return segment
 
     # -- the MessageQueue protocol ------------------------------------------------------
 
     def put(self, data: bytes) -> int:
-        record = _REC.pack(_MAGIC, len(data), zlib.crc32(data)) + data
+        # The caller's cost: one write(2) and a few counters; kept lean on purpose.
+        record = _PACK(_MAGIC, len(data), _crc32(data)) + data
         size = len(record)
         with self._lock:
-            if self._closed:
-                self._rejection = ("closed", "the spool is closed")
-                return 0
-            if self._bytes + size > self._max_bytes:
-                self._rejection = (
-                    "spool_full",
-                    f"the spool holds {self._bytes} bytes, at its limit of {self._max_bytes} "
-                    "(spool_max_bytes); the message was dropped",
-                )
-                return 0
             segment = self._live_seg
+            if self._closed or self._bytes + segment.size + size > self._max_bytes:
+                return self._refuse()
             try:
                 if segment.size + size > self._segment_bytes and segment.size > segment.start:
                     segment = self._rotate()
-                written = os.write(segment.fd, record)  # type: ignore[arg-type]
+                written = _write(segment.fd, record)  # type: ignore[arg-type]
             except OSError as exc:
                 return self._write_failed(segment, exc)
             if written != size:
                 return self._write_failed(segment, OSError(errno.ENOSPC, "short write"))
             segment.size += size
-            segment.disk += size
             segment.unread += 1
-            self._own.unread += 1
-            self._bytes += size
-            self._depth += 1
-            if not self._dirty or self._dirty[-1] is not segment:
-                self._dirty.append(segment)
-            depth = self._depth
+            self._depth = depth = self._depth + 1
         if self._thread is None:
             self._start_thread()
         return depth
+
+    def _refuse(self) -> int:
+        if self._closed:
+            self._rejection = ("closed", "the spool is closed")
+        else:
+            self._rejection = (
+                "spool_full",
+                f"the spool holds {self.disk_bytes()} bytes, at its limit of "
+                f"{self._max_bytes} (spool_max_bytes); the message was dropped",
+            )
+        return 0
 
     def _rotate(self) -> _Segment:
         # Under _lock. The old segment stays open for reading until it is acknowledged.
         old = self._live_seg
         segment = self._new_segment(self._own, old.seq + 1)
-        if not self._dirty or self._dirty[-1] is not old:
-            self._dirty.append(old)
+        old.disk = max(old.disk, old.size)
+        self._bytes += old.disk
+        self._dirty.append(old)
         self._live_seg = segment
         return segment
 
@@ -349,7 +352,7 @@ class SpoolQueue:
 
     def _take_pass(self, max_count: int, max_bytes: int) -> list[bytes]:
         with self._lock:
-            writer = next((w for w in self._writers if w.unread), None)
+            writer = next((w for w in self._writers if self._unread(w)), None)
             if writer is None:
                 return []
             idx, off = writer.read_idx, writer.read_off
@@ -408,6 +411,11 @@ class SpoolQueue:
             )
         return out
 
+    @staticmethod
+    def _unread(writer: _Writer) -> int:
+        # put counts only per segment (one counter less on the caller's path).
+        return sum(s.unread for s in writer.segments) if writer.own else writer.unread
+
     def ack(self, count: int) -> None:
         if count <= 0:
             return
@@ -426,7 +434,7 @@ class SpoolQueue:
 
     def disk_bytes(self) -> int:
         """Bytes of spool files this queue holds (what `max_bytes` limits)."""
-        return self._bytes
+        return self._bytes + self._live_seg.size
 
     def attach(self, reporter: LossReporter) -> None:
         """Set where losses found by the spool itself go; reports found so far go now."""
@@ -445,7 +453,7 @@ class SpoolQueue:
             self._deliver_reports()
             with self._sync_lock:
                 for writer in self._writers:
-                    finished = writer.own and writer.unread == 0 and not self._taken
+                    finished = writer.own and not self._unread(writer) and not self._taken
                     if finished:
                         # Everything was delivered: leave nothing behind (segments first,
                         # so a crash in between leaves no segment without its lock file).
@@ -455,7 +463,8 @@ class SpoolQueue:
                                 os.unlink(segment.path)
                         with contextlib.suppress(OSError):
                             os.unlink(writer.ack_path)
-                        self._bytes -= sum(s.disk for s in writer.segments)
+                        self._bytes -= sum(s.disk for s in writer.segments[:-1])
+                        self._live_seg.size = 0
                         writer.segments = []
                     else:
                         for segment in writer.segments:
@@ -483,11 +492,25 @@ class SpoolQueue:
             segments = writer.segments
             drop = segments.index(segment)
             live = self._live_seg if writer.own else None
+            if (
+                segment is live
+                and offset >= segment.size
+                and segment.size - segment.start >= self._reclaim_bytes
+                and not self._closed
+            ):
+                # All delivered: start a new file so this one can go (else a spool below
+                # its segment size would never give space back).
+                with contextlib.suppress(OSError):
+                    live = self._rotate()
             if offset >= segment.size and segment is not live:
                 drop += 1
             gone = segments[:drop]
             del segments[:drop]
-            writer.read_idx = max(0, writer.read_idx - drop)
+            if writer.read_idx < drop:  # it was at the end of a deleted segment
+                writer.read_idx = 0
+                writer.read_off = segments[0].start if segments else 0
+            else:
+                writer.read_idx -= drop
         if gone:
             with self._sync_lock:
                 for old in gone:
@@ -726,6 +749,10 @@ class SpoolQueue:
             return
         with self._lock:
             dirty, self._dirty = self._dirty, []
+            live = self._live_seg
+            if self._synced != (live, live.size):
+                self._synced = (live, live.size)
+                dirty.append(live)
             dir_dirty, self._dir_dirty = self._dir_dirty, False
             acks, self._acks_dirty = self._acks_dirty, set()
         with self._sync_lock:
