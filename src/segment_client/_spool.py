@@ -285,7 +285,9 @@ class SpoolQueue:
             except OSError as exc:
                 return self._write_failed(segment, exc)
             if written != size:
-                return self._write_failed(segment, OSError(errno.ENOSPC, "short write"))
+                return self._write_failed(
+                    segment, OSError(errno.ENOSPC, "short write: disk or file size limit")
+                )
             segment.size += size
             segment.unread += 1
             self._depth = depth = self._depth + 1
