@@ -3,6 +3,7 @@
     python spool_worker.py track N SPOOL DELIVERED  # track N, print each accepted id
     python spool_worker.py hold N SPOOL             # track N that cannot be sent, wait
     python spool_worker.py outage N SPOOL           # N during an outage; print JSON
+    python spool_worker.py collector N SPOOL URL    # the same against a real collector
     python spool_worker.py fsize N SPOOL LIMIT      # N under RLIMIT_FSIZE; print JSON
 
 Accepted ids are printed to stdout, line-buffered, after each call returns, so the test
@@ -134,6 +135,38 @@ def outage(count: int, spool: str) -> None:
     }))
 
 
+def collector(count: int, spool: str, url: str) -> None:
+    """Track `count` while the collector at `url` refuses everything, past the retry
+    budget; print "refused"; on a line from stdin (the collector is back) close and
+    print JSON."""
+    max_retries = 2
+    client = Client(
+        "k", host=url, spool_dir=spool, max_retries=max_retries,
+        retry_base_delay=0.001, retry_max_delay=0.01, gzip=False,
+    )
+    pad = "x" * 1000
+    _track(client, 0, {"pad": pad})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for i in range(1, count):
+        _track(client, i, {"i": i, "pad": pad})
+    # Wait until the first batch was retried past its whole budget (polling the
+    # counters; nothing else to wait on from outside the consumer).
+    beyond = threading.Event()
+    while client.stats().retried < (max_retries + 3) * 100:
+        beyond.wait(0.01)
+    stats = client.stats()
+    print("refused", flush=True)
+    sys.stdin.readline()
+    closed = client.close_and_flush(120)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({
+        "closed": closed, "stats": client.stats().as_dict(),
+        "failed_during_outage": stats.failed, "depth_during_outage": stats.queue_depth,
+        "spool_bytes_during_outage": stats.spool_bytes,
+        "rss_before_kb": before, "rss_peak_kb": after, "files_left": os.listdir(spool),
+    }), flush=True)
+
+
 def fsize(count: int, spool: str, limit: int) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
     errors: list[str] = []
@@ -171,6 +204,8 @@ def main() -> None:
         hold(int(count), spool)
     elif mode == "outage":
         outage(int(count), spool)
+    elif mode == "collector":
+        collector(int(count), spool, rest[0])
     elif mode == "fsize":
         fsize(int(count), spool, int(rest[0]))
     else:

@@ -20,6 +20,7 @@ import pytest
 
 from segment_client import Client
 from segment_client._spool import SpoolQueue
+from segment_client.collector import Collector, Fault
 from segment_client.testing import RecordingTransport
 
 WORKER = str(Path(__file__).with_name("spool_worker.py"))
@@ -143,6 +144,33 @@ def test_outage_longer_than_the_retry_budget_keeps_50000_messages_in_bounded_mem
     assert result["files_left"] == []
     # ~55 MB of messages passed through; the process grew by far less (stated bound:
     # 10 MB over its size after the first call, for 50,000 messages of ~1.1 KB).
+    growth_mb = (result["rss_peak_kb"] - result["rss_before_kb"]) / 1024
+    assert growth_mb < 10, result
+
+
+def test_real_collector_refusing_past_the_retry_budget_then_back_gets_all_50000(
+    spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    total = 50_000
+    with Collector(faults=[Fault(status=503)]) as collector:
+        proc = spawn("collector", total, tmp_path, collector.url)
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == "refused\n"
+        assert collector.stats()["total"] == 0
+        collector.set_faults()  # the collector is back
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        result = json.loads(proc.stdout.readline())
+        proc.wait(60)
+        ids = [m["messageId"] for m in collector.messages()]
+    assert result["closed"] is True
+    assert result["failed_during_outage"] == 0
+    assert result["depth_during_outage"] + 100 >= total
+    assert result["stats"]["delivered"] == total
+    assert result["stats"]["failed"] == 0
+    assert set(ids) == {f"m-{i}" for i in range(total)}
+    assert len(ids) == total  # no batch was stored twice
+    assert result["files_left"] == []
     growth_mb = (result["rss_peak_kb"] - result["rss_before_kb"]) / 1024
     assert growth_mb < 10, result
 
