@@ -5,8 +5,11 @@ Both modes run in the same process, interleaved, against a transport that only c
 
     python bench/spool_cost.py [--calls 20000] [--rounds 5] [--dir /tmp]
 
-Reports the median (and p90) caller cost of one track() per mode, the added median cost
-of the spool, and throughput (messages per second from the first call until
+Reports the median (p90, mean) caller cost of one track() per mode while the consumer
+sends, the median with the consumer idle (the enqueue alone: the spool's write(2)
+releases the GIL, so in a tight loop the consumer's work lands inside the caller's
+calls, where the memory queue's lands in GIL switch-interval pauses), the added cost of
+the spool, and throughput (messages per second from the first call until
 close_and_flush() returns) with the spool's ratio to memory.
 """
 
@@ -39,16 +42,21 @@ class CountingTransport:
 PROPS = {"revenue": 59.99, "currency": "USD", "sku": "SKU-12345", "items": [1, 2, 3]}
 
 
-def make_client(mode: str, spool_root: str) -> tuple[Client, CountingTransport]:
+def make_client(
+    mode: str, spool_root: str, idle: bool = False
+) -> tuple[Client, CountingTransport]:
     transport = CountingTransport()
     options: dict[str, Any] = {"transport": transport, "max_queue_size": 10_000_000}
+    if idle:
+        # The consumer does not run during the calls: the enqueue cost alone.
+        options.update(flush_at=2500, flush_interval=3600)
     if mode == "spool":
         options["spool_dir"] = tempfile.mkdtemp(dir=spool_root)
     return Client("bench-key", **options), transport
 
 
-def caller_cost(mode: str, calls: int, spool_root: str) -> list[float]:
-    client, _ = make_client(mode, spool_root)
+def caller_cost(mode: str, calls: int, spool_root: str, idle: bool = False) -> list[float]:
+    client, _ = make_client(mode, spool_root, idle)
     timer = time.perf_counter_ns
     track = client.track
     samples = []
@@ -89,16 +97,23 @@ def main() -> None:
                 samples = caller_cost(mode, args.calls, root)
                 costs[mode].append(statistics.median(samples))
                 costs.setdefault(mode + "_p90", []).append(statistics.quantiles(samples, n=10)[-1])
+                costs.setdefault(mode + "_mean", []).append(statistics.fmean(samples))
+                idle = caller_cost(mode, 2400, root, idle=True)
+                costs.setdefault(mode + "_idle", []).append(statistics.median(idle))
                 rates[mode].append(throughput(mode, args.calls, root))
     med = {mode: statistics.median(values) for mode, values in costs.items()}
     rate = {mode: statistics.median(values) for mode, values in rates.items()}
     print(f"calls per round: {args.calls}, rounds: {args.rounds} (medians over rounds)")
     for mode in ("memory", "spool"):
         print(
-            f"{mode:>7}: track() median {med[mode]:.2f} us, p90 {med[mode + '_p90']:.2f} us; "
-            f"throughput {rate[mode]:,.0f} msg/s"
+            f"{mode:>7}: track() median {med[mode]:.2f} us, p90 {med[mode + '_p90']:.2f} us, "
+            f"mean {med[mode + '_mean']:.2f} us; consumer idle: median "
+            f"{med[mode + '_idle']:.2f} us; throughput {rate[mode]:,.0f} msg/s"
         )
-    print(f"spool adds {med['spool'] - med['memory']:.2f} us to the median track() cost")
+    print(
+        f"spool adds {med['spool'] - med['memory']:.2f} us to the median track() cost "
+        f"({med['spool_idle'] - med['memory_idle']:.2f} us with the consumer idle)"
+    )
     print(f"spool throughput is {rate['spool'] / rate['memory']:.0%} of memory")
 
 

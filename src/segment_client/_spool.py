@@ -55,7 +55,9 @@ _HS = _REC.size
 _ACK = struct.Struct("<QQI")
 # Plausibility bound on a record's length when reading (the client caps messages at 32 KB).
 _MAX_PAYLOAD = 1 << 20
-_CHUNK = 256 * 1024
+# Read sizes: a batch is at most 500 KB (typically a few dozen KB); adoption scans whole files.
+_TAKE_CHUNK = 64 * 1024
+_SCAN_CHUNK = 1024 * 1024
 _PACK = _REC.pack
 _crc32 = zlib.crc32
 _write = os.write
@@ -91,7 +93,9 @@ class _Writer:
         self.unread = 0
 
 
-def _records(fd: int, pos: int, end: int) -> Iterator[tuple[int, int, bytes | None, int]]:
+def _records(
+    fd: int, pos: int, end: int, chunk: int = _TAKE_CHUNK
+) -> Iterator[tuple[int, int, bytes | None, int]]:
     """Records in `[pos, end)` of `fd`: `(start, stop, payload, 0)` for each readable one,
     `(start, stop, None, lost)` for each unreadable stretch, where `lost` counts the record
     starts seen in it. Reads in chunks; deterministic for the same bytes."""
@@ -102,7 +106,7 @@ def _records(fd: int, pos: int, end: int) -> Iterator[tuple[int, int, bytes | No
     while pos < end:
         rel = pos - base
         if len(buf) - rel < _HS:
-            buf = os.pread(fd, min(_CHUNK, end - pos), pos)
+            buf = os.pread(fd, min(chunk, end - pos), pos)
             base, rel = pos, 0
             if len(buf) < _HS:  # a torn header at the end (or a file shorter than we knew)
                 if bad_start < 0:
@@ -115,7 +119,7 @@ def _records(fd: int, pos: int, end: int) -> Iterator[tuple[int, int, bytes | No
         stop = pos + _HS + length
         ok = magic == _MAGIC and 0 < length <= _MAX_PAYLOAD and stop <= end
         if ok and base + len(buf) < stop:
-            buf = os.pread(fd, min(max(_CHUNK, stop - pos), end - pos), pos)
+            buf = os.pread(fd, min(max(chunk, stop - pos), end - pos), pos)
             base, rel = pos, 0
             ok = len(buf) >= stop - pos
         if ok:
@@ -140,7 +144,7 @@ def _records(fd: int, pos: int, end: int) -> Iterator[tuple[int, int, bytes | No
                 break
             # Keep the last byte: a magic may straddle the chunk boundary.
             base = searched - 1
-            buf = os.pread(fd, min(_CHUNK, end - base), base)
+            buf = os.pread(fd, min(chunk, end - base), base)
             if len(buf) < 2:
                 break
             found = buf.find(_MAGIC)
@@ -667,7 +671,7 @@ class SpoolQueue:
             if cursor is not None and cursor[0] == seq:
                 offset = max(start, min(cursor[1], size))
             got = missing = skipped = 0
-            for begin, stop, payload, lost in _records(fd, offset, size):
+            for begin, stop, payload, lost in _records(fd, offset, size, _SCAN_CHUNK):
                 if payload is None:
                     missing += lost
                     skipped += stop - begin
