@@ -31,6 +31,7 @@ from ._plan import PlanEnforcer, TrackingPlan, ViolationHandler, load_plan
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import current_defaults
+from ._spool import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_SYNC_INTERVAL, SpoolQueue
 from ._transport import HTTPTransport, Transport
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Client"]
@@ -109,6 +110,14 @@ class Client:
         on_unplanned: a track event the plan does not list: "allow", "report" or "drop".
         on_plan_violation: `hook(error: TrackingPlanViolation, message)` for reported and
             dropped violations and unplanned events; runs on the caller's thread.
+        spool_dir: keep accepted messages in files in this directory until delivered, so
+            a crash, a restart or a long outage loses none (docs/spool.md). Several
+            processes may share it. None (default): messages are kept in memory only.
+        spool_max_bytes: the spool's size limit in bytes (default 1 GiB); past it new
+            messages are dropped and reported (reason "spool_full"). Replaces
+            max_queue_size when spool_dir is set.
+        spool_sync_interval: seconds between fsyncs of the spool, done in the background
+            (a machine crash loses at most this much); None leaves it to the OS.
         region: "us" or "eu": Segment's host for that region (instead of `host`).
         proxies: requests-style `{"https": "http://proxy:3128"}`; the HTTPS_PROXY /
             NO_PROXY environment variables apply when not given.
@@ -143,6 +152,9 @@ class Client:
         on_violation: str = "report",
         on_unplanned: str = "allow",
         on_plan_violation: ViolationHandler | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        spool_sync_interval: float | None = DEFAULT_SPOOL_SYNC_INTERVAL,
         region: str | None = None,
         proxies: Mapping[str, str] | None = None,
         verify: bool | str | None = None,
@@ -185,6 +197,21 @@ class Client:
                 raise ConfigurationError(f"{name} must be True or False, got {flag!r}")
         if on_error is not None and not callable(on_error):
             raise ConfigurationError(f"on_error must be callable, got {on_error!r}")
+        _check_number("spool_max_bytes", spool_max_bytes, minimum=1, integer=True)
+        if spool_sync_interval is not None:
+            _check_number("spool_sync_interval", spool_sync_interval, minimum=0, inclusive=False)
+        if spool_dir is not None:
+            if not isinstance(spool_dir, str | os.PathLike) or not os.fspath(spool_dir):
+                raise ConfigurationError(
+                    f"spool_dir must be a directory path (str or PathLike), got {spool_dir!r}"
+                )
+            if queue is not None:
+                raise ConfigurationError("pass either spool_dir or queue, not both")
+            if sync_mode:
+                raise ConfigurationError(
+                    "spool_dir cannot be combined with sync_mode=True (nothing is queued)"
+                )
+            queue = _spool_factory(spool_dir, spool_max_bytes, spool_sync_interval)
         if transport is not None and not isinstance(transport, Transport):
             raise ConfigurationError(
                 f"transport must have send() and close() methods, got {transport!r}"
@@ -504,3 +531,14 @@ def _http_transport(
         return HTTPTransport(write_key, **options)
     server = oauth.auth_server or oauth_server_for(host)
     return OAuthTransport(write_key, oauth=oauth, auth_server=server, **options)
+
+
+def _spool_factory(
+    directory: str | os.PathLike[str], max_bytes: int, sync_interval: float | None
+) -> Callable[[], MessageQueue]:
+    # Called again in a forked child: each process gets its own spool file.
+    def make() -> MessageQueue:
+        return SpoolQueue(directory, max_bytes=max_bytes, sync_interval=sync_interval)
+
+    return make
+

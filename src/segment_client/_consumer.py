@@ -45,6 +45,7 @@ ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 THREAD_NAME = "segment_client.consumer"
 # How long a durable queue waits between rounds when the collector stays unreachable.
 _DURABLE_RETRY_S = 30.0
+_DURABLE_MIN_RETRY_S = 0.05
 _DROP_LOG_INTERVAL_S = 10.0
 
 
@@ -68,6 +69,8 @@ class ClientStats:
     batches_sent: int = 0
     violations: int = 0
     unplanned: int = 0
+    #: Bytes of spool files held (Client(spool_dir=...)); 0 for the in-memory queue.
+    spool_bytes: int = 0
 
     def __getitem__(self, name: str) -> Any:
         """`stats["delivered"]` works like `stats.delivered`."""
@@ -157,6 +160,9 @@ class Consumer:
         self._max_bytes = MAX_REQUEST_BYTES - body_overhead(write_key)
         self._init_state()
         _live.add(self)
+        if not sync_mode and self.queue.depth():
+            # A spool holds messages left by an earlier process: send them now.
+            self._start()
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
@@ -191,6 +197,8 @@ class Consumer:
         self._delivery_lock = threading.Lock()
         self._inline = False  # uWSGI without threads: callers send (see _put_inline)
         self._inline_since = 0.0
+        self._left_in_queue = 0  # a durable queue's messages kept for the next process
+        self.queue.attach(self._queue_lost)
 
     def _reset_after_fork(self) -> None:
         # The child inherits copies of the parent's queue and locks (possibly held by a
@@ -211,11 +219,8 @@ class Consumer:
             return self._send_now(data)
         depth = self.queue.put(data)
         if not depth:
-            self.drop(
-                "queue_full",
-                QueueFullError("the queue is full; the message was dropped"),
-                [message],
-            )
+            reason, text = self.queue.rejection()
+            self.drop(reason, QueueFullError(text), [message])
             return False
         if self._thread is None and not self._inline:
             self._start()
@@ -243,6 +248,25 @@ class Consumer:
                 len(messages), error, total, reason,
             )
         self._report(error, messages)
+
+    def _queue_lost(
+        self, reason: str, error: DeliveryError, count: int, queued: bool
+    ) -> None:
+        """The queue lost `count` messages on its own (a spool's unreadable data)."""
+        if queued:
+            # They were counted as queued: they finish as failed (like _finish does).
+            with self._lock:
+                self._mark_failed_flushes(count)
+                self._failed += count
+        else:
+            with self._drop_lock:
+                self._dropped[reason] = self._dropped.get(reason, 0) + count
+        logger.error("segment_client: %d message(s) lost: %s", count, error)
+        self._report(error, [])
+        if queued:
+            with self._lock:
+                self._finished += count
+                self._progress.notify_all()
 
     def drop_quietly(self, reason: str) -> None:
         """Count a message not sent on purpose (send=False): no log, no on_error."""
@@ -410,8 +434,12 @@ class Consumer:
                 if retries > policy.max_retries:
                     if not durable:
                         return error
+                    if self._closing:
+                        # Closing: the spool keeps the rest for the next process.
+                        self._abandon()
+                        return error
                     # A spool keeps the batch; retry slowly until the collector is back.
-                    wait = _DURABLE_RETRY_S
+                    wait = max(_DURABLE_MIN_RETRY_S, min(_DURABLE_RETRY_S, policy.max_delay))
                 else:
                     wait = next(waits)
             if deadline is not None:
@@ -510,6 +538,8 @@ class Consumer:
             self._wake.set()
             with self._lock:
                 while self._finished < flush.target:
+                    if self._left_in_queue:
+                        return False  # closed; the rest stays in the spool
                     remaining = None if deadline is None else deadline - self._clock()
                     if remaining is not None and remaining <= 0:
                         return False
@@ -559,7 +589,7 @@ class Consumer:
         self.queue.close()
         self._transport.close()
         with self._lock:
-            self._close_result = self._failed == failed_before
+            self._close_result = self._failed == failed_before and not self._left_in_queue
         self._closed.set()
         return self._close_result
 
@@ -568,7 +598,14 @@ class Consumer:
             return self.queue.depth() + len(self._in_flight) - self._in_flight_done
 
     def _abandon(self) -> None:
-        """At the close deadline: report every message not yet finished as failed."""
+        """At the close deadline: report every message not yet finished as failed.
+
+        A durable queue keeps them instead (nothing is acknowledged): the next client on
+        the same spool sends them.
+        """
+        if self.queue.durable:
+            self._leave_in_queue()
+            return
         with self._lock:
             self._stop.set()
             self._wake.set()
@@ -593,6 +630,24 @@ class Consumer:
             self._finished += len(left)
             self._progress.notify_all()
 
+    def _leave_in_queue(self) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            self._wake.set()
+            left = self.queue.depth() + len(self._in_flight) - self._in_flight_done
+            self._in_flight = []
+            self._in_flight_done = 0
+            self._left_in_queue = left
+            self._mark_failed_flushes(left)
+            self._progress.notify_all()  # flush() waiters stop waiting for these
+        if left:
+            logger.warning(
+                "segment_client: %d message(s) not delivered before the close; they stay "
+                "in the spool and the next client on it sends them", left,
+            )
+
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters."""
         with self._drop_lock:
@@ -609,6 +664,7 @@ class Consumer:
                 queue_depth=depth,
                 in_flight=in_flight,
                 batches_sent=self._batches,
+                spool_bytes=self.queue.disk_bytes(),
             )
 
     @property
