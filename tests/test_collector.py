@@ -87,7 +87,9 @@ def test_duplicates_are_counted_not_hidden(collector: Collector, http: requests.
     assert (stats["total"], stats["unique"], stats["duplicates"]) == (3, 2, 1)
 
 
-def test_malformed_json_is_400_with_the_reason(collector: Collector, http: requests.Session) -> None:
+def test_malformed_json_is_400_with_the_reason(
+    collector: Collector, http: requests.Session
+) -> None:
     response = post(http, collector, b'{"batch": [')
     assert response.status_code == 400
     assert "malformed JSON" in response.json()["message"]
@@ -99,7 +101,9 @@ def test_malformed_json_is_400_with_the_reason(collector: Collector, http: reque
     assert collector.stats()["total"] == 0
 
 
-def test_message_over_32kb_rejects_the_request(collector: Collector, http: requests.Session) -> None:
+def test_message_over_32kb_rejects_the_request(
+    collector: Collector, http: requests.Session
+) -> None:
     big = track(properties={"blob": "a" * MAX_MESSAGE_BYTES})
     response = post(http, collector, {"batch": [track(), big]})
     assert response.status_code == 400
@@ -112,7 +116,9 @@ def test_message_over_32kb_rejects_the_request(collector: Collector, http: reque
     assert post(http, collector, big, "/v1/track").status_code == 400
 
 
-def test_request_over_500kb_is_400_even_gzipped(collector: Collector, http: requests.Session) -> None:
+def test_request_over_500kb_is_400_even_gzipped(
+    collector: Collector, http: requests.Session
+) -> None:
     batch = [track(properties={"blob": "x" * 20_000}) for _ in range(30)]  # ~600 KB
     response = post(http, collector, {"batch": batch})
     assert response.status_code == 400
