@@ -84,7 +84,6 @@ def serve(db: str, ready: multiprocessing.Queue[int], stopper: threading.Event) 
         start = time.process_time()
         ready.put(collector.port)
         stopper.wait()
-        collector.sync()
         ready.put(time.process_time() - start)
 
 
