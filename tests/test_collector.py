@@ -350,3 +350,15 @@ def test_faults_control_route(collector: Collector, http: requests.Session) -> N
     # Read routes are never faulted.
     collector.set_faults(Fault(status=500))
     assert http.get(f"{collector.url}/v1/stats", timeout=5).status_code == 200
+
+
+def test_discard_mode_counts_without_storing() -> None:
+    with Collector(discard=True) as collector, requests.Session() as http:
+        first = track()
+        post(http, collector, {"batch": [first, track("u", "Other")]})
+        post(http, collector, {"batch": [first]})
+        stats = collector.stats()
+        assert (stats["total"], stats["unique"], stats["duplicates"]) == (3, 2, 1)
+        assert stats["by_event"] == {"Signed Up": 2, "Other": 1}
+        assert collector.events() == []
+        assert post(http, collector, b"{").status_code == 400  # the request checks remain

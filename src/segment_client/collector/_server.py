@@ -381,6 +381,8 @@ class Collector:
         validator: `validator(message) -> list[str]` run on each valid message; its
             strings are stored as the message's `violations`.
         log: a stream for one line per batch (None: quiet).
+        discard: count only (totals, types, events, duplicates, batches) without
+            validating or storing messages: for benchmarks that must not measure SQLite.
     """
 
     def __init__(
@@ -395,6 +397,7 @@ class Collector:
         seed: int | None = None,
         validator: Validator | None = None,
         log: TextIO | None = None,
+        discard: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -402,7 +405,8 @@ class Collector:
         self.strict = strict
         self.validator = validator
         self.log = log
-        self.store = Store(db)
+        self.discard = discard
+        self.store = Store(db, persist=not discard)
         self.plan = FaultPlan(list(faults), seed)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -654,7 +658,7 @@ class Collector:
         problems: list[str] = []
         validator = self.validator
         for index, (message, raw) in enumerate(job.messages):
-            if not job.validated:
+            if not job.validated and not self.discard:
                 reasons = validate_message(message, job.single)
                 if reasons:
                     problems.append(
