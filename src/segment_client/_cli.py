@@ -210,6 +210,13 @@ def _add_collector(subparsers: Any) -> None:
     parser.set_defaults(handler=_run_collector)
 
 
+@command
+def _add_typegen(subparsers: Any) -> None:
+    from ._typegen import add_parser
+
+    add_parser(subparsers)
+
+
 def _faults(specs: Sequence[str]) -> list[Any]:
     from .collector import parse_fault
 
