@@ -52,19 +52,20 @@ def main() -> None:
     parser.add_argument("--gzip", action="store_true")
     parser.add_argument("--db", default=":memory:")
     parser.add_argument("--in-process", action="store_true")
+    parser.add_argument("--discard", action="store_true", help="count only, no SQLite")
     args = parser.parse_args()
     bodies = [make_body(args.batch, compress=args.gzip)[0] for _ in range(50)]
     headers = {"Content-Type": "application/json"}
     if args.gzip:
         headers["Content-Encoding"] = "gzip"
     if args.in_process:
-        with Collector(db=args.db) as collector:
+        with Collector(db=args.db, discard=args.discard) as collector:
             run(args, bodies, headers, collector.port)
         return
     ready = multiprocessing.get_context("spawn").Queue()
     stopper = multiprocessing.get_context("spawn").Event()
     child = multiprocessing.get_context("spawn").Process(
-        target=serve, args=(args.db, ready, stopper)
+        target=serve, args=(args.db, args.discard, ready, stopper)
     )
     child.start()
     try:
@@ -79,12 +80,13 @@ def main() -> None:
           f"{events / cpu:,.0f} events per CPU-second")
 
 
-def serve(db: str, ready: multiprocessing.Queue[int], stopper: threading.Event) -> None:
-    with Collector(db=db) as collector:
+def serve(
+    db: str, discard: bool, ready: multiprocessing.Queue[int], stopper: threading.Event
+) -> None:
+    with Collector(db=db, discard=discard) as collector:
         start = time.process_time()
         ready.put(collector.port)
         stopper.wait()
-        collector.sync()
         ready.put(time.process_time() - start)
 
 
@@ -125,7 +127,8 @@ def run(args: argparse.Namespace, bodies: list[bytes], headers: dict[str, str],
         totals = stats(port)
         assert totals["total"] == requests * args.batch, totals
         print(f"{requests} requests x {args.batch} messages in {elapsed:.2f}s over "
-              f"{args.connections} connection(s), gzip={args.gzip}, db={args.db}, "
+              f"{args.connections} connection(s), gzip={args.gzip}, "
+              f"{'discard' if args.discard else f'db={args.db}'}, "
               f"{'in-process' if args.in_process else 'separate process'}: "
               f"{requests * args.batch / elapsed:,.0f} events/s, "
               f"{requests / elapsed:,.0f} requests/s")

@@ -204,6 +204,8 @@ def _add_collector(subparsers: Any) -> None:
     parser.add_argument("--db", default="segment-collector.sqlite3",
                         help="SQLite file, or :memory: (default segment-collector.sqlite3)")
     parser.add_argument("--quiet", action="store_true", help="no line per batch")
+    parser.add_argument("--discard", action="store_true",
+                        help="count messages without validating or storing them (benchmarks)")
     _add_collector_options(parser, serving=True)
     parser.set_defaults(handler=_run_collector)
 
@@ -241,7 +243,7 @@ def _run_collector(args: argparse.Namespace) -> int:
         collector = Collector(
             args.host, args.port, db=args.db, write_key=args.write_key, strict=args.strict,
             faults=_faults(args.fault), seed=args.seed,
-            log=None if args.quiet else sys.stdout,
+            log=None if args.quiet else sys.stdout, discard=args.discard,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

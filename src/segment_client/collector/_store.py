@@ -60,8 +60,9 @@ def _text_id(value: Any) -> str | None:
 class Store:
     """Accepted messages and rejections in SQLite, plus in-memory counters. Thread-safe."""
 
-    def __init__(self, path: str = ":memory:") -> None:
+    def __init__(self, path: str = ":memory:", *, persist: bool = True) -> None:
         self.path = path
+        self.persist = persist  # False: count only (benchmarks); nothing is written
         self._lock = threading.Lock()
         self.changed = threading.Condition(self._lock)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -122,32 +123,38 @@ class Store:
                 duplicates += duplicate
                 kind = message.get("type")
                 event = message.get("event") if kind == "track" else None
-                self._last_id += 1
-                rows.append((
-                    self._last_id, received_at, batch_id, duplicate, kind, event,
-                    _text_id(message.get("userId")), _text_id(message.get("anonymousId")),
-                    message_id, json.dumps(item.violations) if item.violations else "[]", item.text,
-                ))
                 self.by_type[str(kind)] += 1
                 if kind == "track":
                     self.by_event[str(event)] += 1
                 self.with_violations += bool(item.violations)
-            self._db.executemany(
-                "INSERT INTO events (id, received_at, batch_id, duplicate, type, event, user_id,"
-                " anonymous_id, message_id, violations, message)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            self.total += len(rows)
+                if self.persist:
+                    self._last_id += 1
+                    rows.append((
+                        self._last_id, received_at, batch_id, duplicate, kind, event,
+                        _text_id(message.get("userId")), _text_id(message.get("anonymousId")),
+                        message_id, json.dumps(item.violations) if item.violations else "[]",
+                        item.text,
+                    ))
+            if rows:
+                # One transaction per batch (autocommit would make one per row).
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT INTO events (id, received_at, batch_id, duplicate, type, event,"
+                    " user_id, anonymous_id, message_id, violations, message)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            self.total += len(messages)
             self.duplicates += duplicates
             self.batches += 1
             second = int(time.monotonic())
             if self._recent and self._recent[-1][0] == second:
-                self._recent[-1] = (second, self._recent[-1][1] + len(rows))
+                self._recent[-1] = (second, self._recent[-1][1] + len(messages))
             else:
-                self._recent.append((second, len(rows)))
+                self._recent.append((second, len(messages)))
             self.changed.notify_all()
-        return len(rows), duplicates
+        return len(messages), duplicates
 
     def add_rejection(self, received_at: str, path: str, status: int, reason: str) -> None:
         """Record one rejected request (or rejected message) and why."""
