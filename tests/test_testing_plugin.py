@@ -7,6 +7,8 @@ attached clients are restored after each test.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -146,3 +148,19 @@ def test_bad_ini_target_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*segment_client_attach: expected 'module:attribute'*"])
+
+
+def test_the_documented_example_project_passes(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/testing/ (shown in docs/testing.md) passes as a project of its own.
+
+    In a subprocess: its app keeps a process-wide client, as real apps do.
+    """
+    monkeypatch.delenv("SEGMENT_WRITE_KEY", raising=False)
+    source = Path(__file__).parent.parent / "examples" / "testing"
+    for path in source.iterdir():
+        if path.is_file():
+            (pytester.path / path.name).write_text(path.read_text())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
