@@ -238,5 +238,5 @@ def test_sandbox_sends_every_client_to_the_stub(sandbox: StubCollector) -> None:
     assert [m["event"] for m in sandbox.snapshot() if m.get("event") == "Guarded"] == [
         "Guarded"
     ]
-    with pytest.raises(OSError, match="only 127.0.0.1"):
+    with pytest.raises(OSError, match=r"only 127\.0\.0\.1"):
         socket.getaddrinfo("api.segment.io", 443)
