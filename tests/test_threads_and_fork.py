@@ -126,3 +126,19 @@ for i in range(7):
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     assert len(Path(log).read_text().splitlines()) == 7
+
+
+def test_dropped_client_drains_and_its_thread_exits(transport: RecordingTransport) -> None:
+    """A client garbage-collected without close still delivers, and its thread ends."""
+    import gc
+
+    client = Client("k", transport=transport, flush_interval=3600)
+    for _ in range(3):
+        client.track("u", "E")
+    thread = client._consumer.thread
+    assert thread is not None
+    del client
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(transport.messages) == 3

@@ -11,6 +11,7 @@ both account for the same messages.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -21,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _uwsgi
 from ._batch import MAX_REQUEST_BYTES, body_overhead
 from ._exceptions import (
     APIError,
@@ -43,6 +45,7 @@ ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 THREAD_NAME = "segment_client.consumer"
 # How long a durable queue waits between rounds when the collector stays unreachable.
 _DURABLE_RETRY_S = 30.0
+_DROP_LOG_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,16 @@ class ClientStats:
     queue_depth: int = 0
     in_flight: int = 0
     batches_sent: int = 0
+
+    def __getitem__(self, name: str) -> Any:
+        """`stats["delivered"]` works like `stats.delivered`."""
+        if name.startswith("_") or name not in self.__dataclass_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict (for logging or JSON)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @property
     def dropped_total(self) -> int:
@@ -90,6 +103,20 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_all_at_exit() -> None:
+    """At interpreter exit: a bounded close of every consumer still open in this process.
+
+    Consumers, not clients, are tracked: a client dropped without closing leaves its
+    consumer (kept alive by its thread) with messages that must still go out.
+    """
+    for consumer in list(_live):
+        if consumer._pid == os.getpid() and not consumer._close_started:
+            consumer.close(consumer._exit_timeout)
+
+
+atexit.register(_close_all_at_exit)
 
 
 class Consumer:
@@ -134,7 +161,8 @@ class Consumer:
         self._stop = threading.Event()  # set when the close deadline passes
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._closing = False
+        self._closing = False  # no new messages; the thread drains and exits
+        self._close_started = False  # close() has run (or is running)
         self._closed = threading.Event()
         self._close_result = False
         self._flushes: list[_Flush] = []
@@ -149,9 +177,12 @@ class Consumer:
         self._batches = 0
         self._drop_lock = threading.Lock()
         self._dropped: dict[str, int] = {}
+        self._last_drop_log = float("-inf")
         # Held by whoever is taking and delivering a batch (the thread, an inline drain,
         # a sync_mode caller): one batch in flight at a time keeps order and counters exact.
         self._delivery_lock = threading.Lock()
+        self._inline = False  # uWSGI without threads: callers send (see _put_inline)
+        self._inline_since = 0.0
 
     def _reset_after_fork(self) -> None:
         # The child inherits copies of the parent's queue and locks (possibly held by a
@@ -178,17 +209,31 @@ class Consumer:
                 [message],
             )
             return False
-        if self._thread is None:
+        if self._thread is None and not self._inline:
             self._start()
+        if self._inline:
+            self._put_inline(depth)
+            return True
         if (depth == 1 or depth >= self._flush_at) and not self._wake.is_set():
             self._wake.set()
         return True
 
     def drop(self, reason: str, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
         """Count and report messages that were never queued."""
+        now = self._clock()
         with self._drop_lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + len(messages)
-        logger.warning("segment_client: %d message(s) dropped: %s", len(messages), error)
+            # A flood of drops (queue full under an outage) logs once per interval with
+            # the running total; on_error and the counters still see every message.
+            loud = now - self._last_drop_log >= _DROP_LOG_INTERVAL_S
+            if loud:
+                self._last_drop_log = now
+            total = self._dropped[reason]
+        if loud:
+            logger.warning(
+                "segment_client: %d message(s) dropped: %s (%d dropped for %s so far)",
+                len(messages), error, total, reason,
+            )
         self._report(error, messages)
 
     def drop_quietly(self, reason: str) -> None:
@@ -196,9 +241,24 @@ class Consumer:
         with self._drop_lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + 1
 
+    def request_close(self) -> None:
+        """Stop accepting messages and let the thread drain and exit; never blocks."""
+        self._closing = True
+        self._wake.set()
+
     def _start(self) -> None:
         with self._start_lock:
-            if self._thread is not None:
+            if self._thread is not None or self._inline:
+                return
+            if _uwsgi.threads_unavailable():
+                self._inline = True
+                logger.warning(
+                    "segment_client: uWSGI is running without --enable-threads, so the "
+                    "background sender cannot run. Messages are sent from the calling "
+                    "thread instead (every flush_at messages or flush_interval seconds, "
+                    "and by client.flush()). Set `enable-threads = true` in the uWSGI "
+                    "config, or call client.flush() at the end of each request."
+                )
                 return
             thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
             try:
@@ -215,6 +275,15 @@ class Consumer:
                 mp_util.Finalize(
                     None, _close_at_exit, args=(weakref.ref(self),), exitpriority=10
                 )
+
+    def _put_inline(self, depth: int) -> None:
+        # No thread can run (uWSGI without threads): the caller sends when a batching
+        # trigger is due; retries are bounded by exit_timeout so a request never hangs long.
+        now = self._clock()
+        if depth == 1:
+            self._inline_since = now
+        if depth >= self._flush_at or now - self._inline_since >= self._flush_interval:
+            self._drain_inline(now + self._exit_timeout)
 
     def _send_now(self, data: bytes) -> bool:
         # sync_mode: the caller's thread delivers, one request at a time per client so the
@@ -438,7 +507,8 @@ class Consumer:
         if self._pid != os.getpid():
             self._reset_after_fork()
         with self._lock:
-            first = not self._closing
+            first = not self._close_started
+            self._close_started = True
             self._closing = True
             failed_before = self._failed
         self._wake.set()
@@ -515,7 +585,7 @@ class Consumer:
 
 def _close_at_exit(ref: weakref.ReferenceType[Consumer]) -> None:
     consumer = ref()
-    if consumer is not None and consumer._pid == os.getpid() and not consumer._closing:
+    if consumer is not None and consumer._pid == os.getpid() and not consumer._close_started:
         consumer.close(consumer._exit_timeout)
 
 
