@@ -15,7 +15,8 @@ The conventions a page must follow:
 - A block listed in NOT_RUN_BLOCKS (page and first line, with the reason) is not run:
   configuration of other programs, or code that needs what a test cannot have. Keep
   that list short; each entry is debt.
-- ```bash blocks: every command is one of the README's two commands (CI runs them as
+- ```bash blocks (and the `$ ` lines of ```console blocks): every command, comments
+  aside, is one of the README's two commands (CI runs them as
   `.ci/run`), a `segment-client ...` invocation (run here against the stub, must exit 0),
   or in NOT_RUN with the reason it cannot run in a test.
 - Any other language fails unless the block is in NOT_RUN_BLOCKS.
@@ -48,12 +49,16 @@ PAGES = sorted(
 #: Shell commands run as written by CI: `.ci/run` runs scripts/test.sh (the README's test
 #: command), and the demo is the README's main job.
 README_COMMANDS = {"bash scripts/demo.sh", "bash scripts/test.sh"}
+SHELL_LANGS = {"bash", "console"}
 #: Commands shown to readers that a test cannot run, with the reason.
 NOT_RUN = {
     "pip install segment-client": "installs from PyPI; the tests run the checkout itself",
-    "pip install 'segment-client[oauth]'      # PyJWT and cryptography": (
+    "pip install segment-client[oauth]": (
         "installs from PyPI; the test extra installs the same packages"
     ),
+    "segment-client collector": "serves until stopped; the collector's own tests run it",
+    ".venv/bin/python -m pytest tests/browser -q": "the browser tests, which the main "
+    "suite runs",
 }
 #: Python blocks not run, as (page, first line): fragments of other programs' files, or
 #: features not merged yet. Each is debt: make it runnable or move it to examples/.
@@ -77,8 +82,11 @@ NOT_RUN_BLOCKS: dict[tuple[str, str], str] = {
     ("docs/deploying.md", "[uwsgi]"): "uWSGI configuration; tests/test_concurrency_models.py "
     "runs a real uWSGI worker",
     ("docs/deploying.md", "spec:"): "Kubernetes pod configuration",
+    ("docs/debugger.md", "from segment_client.collector import Collector"): "serves until "
+    "interrupted; tests/browser runs the same collector and page",
 }
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+#: A page's blocks run in seconds; a block that serves forever fails at this bound.
+BLOCKS_TIMEOUT_S = 30
 
 _FENCE = re.compile(
     r"^(?P<indent>[ ]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ ]*$",
@@ -142,7 +150,7 @@ def test_blocks_use_known_conventions() -> None:
             elif block.lang == "text":
                 if number == 0 or page_blocks[number - 1].lang != "python":
                     problems.append(f"{block.where}: a text block must follow a python block")
-            elif block.lang not in ("python", "bash"):
+            elif block.lang not in ("python", *SHELL_LANGS):
                 problems.append(f"{block.where}: no convention for {block.lang or 'untagged'} "
                                 "blocks (see tests/test_docs.py)")
     assert not problems, "\n".join(problems)
@@ -160,17 +168,20 @@ def test_not_run_list_is_current() -> None:
         command
         for page in PAGES
         for block in blocks(page)
-        if block.lang == "bash" and block.include is None
+        if block.lang in SHELL_LANGS and block.include is None
         for command in _commands(block)
     }
     assert set(NOT_RUN) <= shown, sorted(set(NOT_RUN) - shown)
 
 
 def _commands(block: Block) -> list[str]:
-    return [
-        line.strip() for line in block.body.splitlines()
-        if line.strip() and not line.strip().startswith("#")
-    ]
+    """The commands of a shell block, without comments: a console block's `$ ` lines,
+    every non-comment line of a bash block."""
+    lines = block.body.splitlines()
+    if block.lang == "console":
+        lines = [line[2:] for line in lines if line.startswith("$ ")]
+    commands = [" ".join(shlex.split(line, comments=True)) for line in lines]
+    return [command for command in commands if command]
 
 
 @pytest.mark.parametrize(
@@ -191,7 +202,7 @@ def test_page_blocks_run(page: Path, collector: StubCollector) -> None:
             expected = block.body.rstrip("\n")
             actual = outputs[number - 1].rstrip("\n")
             assert actual == expected, f"{block.where}: the block above printed:\n{actual}"
-        elif block.lang == "bash":
+        elif block.lang in SHELL_LANGS:
             for command in _commands(block):
                 _run_shell(block, command, collector)
 
@@ -210,11 +221,15 @@ def _run_python(python: list[tuple[int, Block]], collector: StubCollector) -> li
         return []
     env = {**os.environ, "SEGMENT_WRITE_KEY": "docs-write-key", "SEGMENT_HOST": collector.url}
     payload = json.dumps([{"where": b.where, "code": b.body} for _, b in python])
-    result = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "docs_runner.py"), collector.url],
-        input=payload, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, str(Path(__file__).parent / "docs_runner.py"), collector.url],
+            input=payload, env=env, cwd=ROOT, capture_output=True, text=True,
+            timeout=BLOCKS_TIMEOUT_S, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the python blocks from {python[0][1].where} on did not finish within "
+                    f"{BLOCKS_TIMEOUT_S} s (a server loop? add it to NOT_RUN_BLOCKS)")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["error"] is None, report["error"]
@@ -272,3 +287,11 @@ def test_runner_sends_every_client_to_the_stub(collector: StubCollector) -> None
     [output] = _run_python([(0, block)], collector)
     assert output == "docs tests reach only 127.0.0.1, not 'api.segment.io'\n"
     assert [m for m in collector.snapshot() if m.get("event") == "Guarded"]
+
+
+def test_shell_commands_drop_comments_and_output() -> None:
+    """Console blocks yield only their `$ ` lines; comments are not part of a command."""
+    console = Block(ROOT / "x.md", 1, "console", "$ segment-client collector   # serves\nout\n")
+    bash = Block(ROOT / "x.md", 1, "bash", "# setup\npip install 'a[b]'  # note\n")
+    assert _commands(console) == ["segment-client collector"]
+    assert _commands(bash) == ["pip install a[b]"]
