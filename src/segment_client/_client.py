@@ -97,7 +97,8 @@ class Client:
             the consumer thread (the caller's for drops); its exceptions are logged.
         transport: a custom `Transport` (tests, proxies); replaces the HTTP transport.
         shutdown_timeout: the bound on the close performed at interpreter exit.
-        retry_base_delay, retry_max_delay: the exponential backoff's first ceiling and cap.
+        retry_base_delay: the exponential backoff's first ceiling, in seconds.
+        retry_max_delay: the cap on one backoff wait, in seconds.
         rate_limit_budget: seconds one batch may wait on 429 Retry-After in total.
         queue: a custom `MessageQueue` factory (the on-disk spool uses this seam).
         integrations: default `integrations` merged under each call's own (the call's
