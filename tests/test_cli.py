@@ -258,3 +258,59 @@ def test_demo_keep_open_serves_the_page_until_stopped() -> None:
     finally:
         code = _stop(process)
     assert code == 0
+
+
+def test_collector_with_a_tracking_plan_records_violations(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--tracking-plan` makes the collector store each message's violations."""
+    from segment_client._cli import _plan_validator
+
+    validator = _plan_validator("tests/plans/native_shop.json")
+    assert validator is not None
+    with Collector(validator=validator) as collector:
+        code, _, _ = run(
+            capsys, "track", "--host", collector.url, "--write-key", "k", "--user-id", "u",
+            "--event", "Order Completed", "--properties", '{"order_id": "", "revenue": -1}',
+        )
+        assert code == 0
+        [event] = collector.events()
+    assert event["violations"]
+    assert any("revenue" in v for v in event["violations"])
+
+
+def test_bad_tracking_plan_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"events": {"X": {"properties": {"a": {"type": "nonsense"}}}}}')
+    code, _, err = run(capsys, "demo", "--tracking-plan", str(plan))
+    assert code == 2
+    assert "--tracking-plan" in err
+
+
+def test_demo_with_a_tracking_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "demo", "--json", "--tracking-plan", "tests/plans/native_shop.json"
+    )
+    assert code == 0
+    # The demo's stream does not follow this shop plan: violations are recorded.
+    assert json.loads(out)["collector"]["with_violations"] > 0
+    code, out, _ = run(capsys, "demo", "--json")
+    assert json.loads(out)["collector"]["with_violations"] == 0
+
+
+def test_cli_output_never_shows_the_write_key(
+    collector: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Neither success, failure nor usage output echoes the write key."""
+    outputs = [
+        run(capsys, "track", "--host", collector.url, "--write-key", "sekrit-key-1",
+            "--user-id", "u", "--event", "E"),
+        run(capsys, "track", "--host", "http://127.0.0.1:9", "--write-key", "sekrit-key-1",
+            "--user-id", "u", "--event", "E", "--max-retries", "0"),
+        run(capsys, "track", "--write-key", "sekrit-key-1", "--event", "E"),
+    ]
+    for code, out, err in outputs:
+        assert "sekrit-key-1" not in out + err, (code, out, err)
+    assert [code for code, _, _ in outputs] == [0, 1, 2]

@@ -187,6 +187,9 @@ def _add_collector_options(parser: argparse.ArgumentParser, *, serving: bool) ->
                              "status=429,rate=0.1,retry_after=1 | drop,rate=0.05 | "
                              "delay=2,count=3 (repeatable)")
     parser.add_argument("--seed", type=int, help="seed for the fault generator")
+    parser.add_argument("--tracking-plan", metavar="PLAN.json",
+                        help="check each stored message against this tracking plan and "
+                             "record its violations (shown on the debugger page)")
     if serving:
         parser.add_argument("--write-key", help="require this write key (401 otherwise)")
         parser.add_argument("--strict", action="store_true",
@@ -217,6 +220,17 @@ def _add_typegen(subparsers: Any) -> None:
     add_parser(subparsers)
 
 
+def _plan_validator(path: str | None) -> Callable[[dict[str, Any]], list[str]] | None:
+    if path is None:
+        return None
+    from ._plan import PlanError, load_plan
+
+    try:
+        return load_plan(path).check
+    except (OSError, PlanError, ValueError) as exc:
+        raise UsageError(f"--tracking-plan: {exc}") from None
+
+
 def _faults(specs: Sequence[str]) -> list[Any]:
     from .collector import parse_fault
 
@@ -244,6 +258,7 @@ def _run_collector(args: argparse.Namespace) -> int:
             args.host, args.port, db=args.db, write_key=args.write_key, strict=args.strict,
             faults=_faults(args.fault), seed=args.seed,
             log=None if args.quiet else sys.stdout, discard=args.discard,
+            validator=_plan_validator(args.tracking_plan),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -287,6 +302,8 @@ def _add_demo(subparsers: Any) -> None:
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
                         help="inject collector faults to watch retries (see `collector`)")
     parser.add_argument("--fault-seed", type=int, default=1)
+    parser.add_argument("--tracking-plan", metavar="PLAN.json",
+                        help="have the collector check messages against this plan")
     parser.set_defaults(handler=_run_demo)
 
 
@@ -296,7 +313,10 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     if args.users < 1:
         raise UsageError(f"--users must be >= 1, got {args.users}")
-    collector = Collector(port=args.port, faults=_faults(args.fault), seed=args.fault_seed)
+    collector = Collector(
+        port=args.port, faults=_faults(args.fault), seed=args.fault_seed,
+        validator=_plan_validator(args.tracking_plan),
+    )
     url = collector.start()
     try:
         failures: list[str] = []
