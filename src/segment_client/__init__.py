@@ -33,6 +33,7 @@ from ._scope import (
     reset_context_defaults,
     set_context_defaults,
 )
+from ._signals import install_sigterm_handler
 from ._transport import HTTPTransport, Transport
 from ._version import __version__
 
@@ -57,6 +58,7 @@ __all__ = [
     "TransportError",
     "__version__",
     "context_defaults",
+    "install_sigterm_handler",
     "reset_context_defaults",
     "set_context_defaults",
 ]
