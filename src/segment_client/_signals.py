@@ -104,8 +104,8 @@ def install_sigterm_handler(client: Client, timeout: float = 5.0) -> None:
         )
     with _lock:
         current = signal.getsignal(signal.SIGTERM)
-        handler: _SigtermHandler | None = _installed
-        if handler is None or current is not handler:
+        handler = _installed if current is _installed else None
+        if handler is None:
             # First call, or someone replaced our handler since: wrap what is there now.
             handler = _SigtermHandler(previous=current)
             signal.signal(signal.SIGTERM, handler)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -54,6 +55,7 @@ SESSION_KEY = "_segment_identified"
 #: of the request over the 32 KB limit (which would raise at the caller's call).
 MAX_FIELD = 2048
 _MAX_COOKIE_ID = 256
+_BARE_ID = re.compile(r"[\w.:@+=|/-]+")
 
 
 # -- settings ---------------------------------------------------------------------------
@@ -240,9 +242,11 @@ def cookie_id(raw: str | None) -> str | None:
         if not isinstance(decoded, str):
             return None
         value = decoded.strip()
-    elif value in ("null", "undefined"):
+    elif not _BARE_ID.fullmatch(value) or value in ("null", "undefined"):
+        # analytics-next writes bare ids; anything outside an id's usual characters
+        # is more likely a damaged cookie than an id.
         return None
-    if not value or len(value) > _MAX_COOKIE_ID or not value.isprintable() or '"' in value:
+    if not value or len(value) > _MAX_COOKIE_ID or not value.isprintable():
         return None
     return value
 
