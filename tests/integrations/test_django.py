@@ -11,17 +11,16 @@ import pytest
 
 from tests.integrations.conftest import EXAMPLES, Recorder
 
-pytest.importorskip("django")
 sys.path.insert(0, str(EXAMPLES / "django_project"))
 os.environ["DJANGO_SETTINGS_MODULE"] = "example_site.settings"
 
-import django  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.test import AsyncClient, Client, override_settings  # noqa: E402
+import django
+from django.conf import settings
+from django.test import AsyncClient, Client, override_settings
 
-from segment_client import ConfigurationError, context_defaults  # noqa: E402
-from segment_client._scope import current_defaults  # noqa: E402
-from segment_client.integrations import django as segment_django  # noqa: E402
+from segment_client import ConfigurationError, context_defaults
+from segment_client._scope import current_defaults
+from segment_client.integrations import django as segment_django
 
 django.setup()
 

@@ -104,12 +104,12 @@ class WebSettings:
         capture_ip: object = True,
         anonymous_id_cookie: object = "ajs_anonymous_id",
         user_id_cookie: object = "ajs_user_id",
-        prefix: str = "",
+        name: Callable[[str], str] = str,
     ) -> WebSettings:
-        """Validate settings from user configuration; errors name `prefix` + the setting."""
+        """Validate settings from user configuration; errors name the setting as `name(key)`."""
         if identify is not None and not callable(identify):
             raise ConfigurationError(
-                f"{prefix}identify must be a function returning (user_id, traits) or None, "
+                f"{name('identify')} must be a function returning (user_id, traits) or None, "
                 f"got {identify!r}"
             )
         if identify_interval is not None and (
@@ -118,30 +118,30 @@ class WebSettings:
             or identify_interval < 0
         ):
             raise ConfigurationError(
-                f"{prefix}identify_interval must be None or seconds >= 0, "
+                f"{name('identify_interval')} must be None or seconds >= 0, "
                 f"got {identify_interval!r}"
             )
         if request_id_headers is None:
             headers: tuple[str, ...] = cls.request_id_headers
         elif isinstance(request_id_headers, str) or not isinstance(request_id_headers, Iterable):
             raise ConfigurationError(
-                f"{prefix}request_id_headers must be a list of header names, "
+                f"{name('request_id_headers')} must be a list of header names, "
                 f"got {request_id_headers!r}"
             )
         else:
-            headers = tuple(str(name).lower() for name in request_id_headers)
+            headers = tuple(str(header).lower() for header in request_id_headers)
         if not isinstance(capture_ip, bool):
             raise ConfigurationError(
-                f"{prefix}capture_ip must be True or False, got {capture_ip!r}"
+                f"{name('capture_ip')} must be True or False, got {capture_ip!r}"
             )
-        for name, value in (
+        for key, value in (
             ("anonymous_id_cookie", anonymous_id_cookie),
             ("user_id_cookie", user_id_cookie),
         ):
             if not isinstance(value, str) or not value:
-                raise ConfigurationError(f"{prefix}{name} must be a cookie name, got {value!r}")
+                raise ConfigurationError(f"{name(key)} must be a cookie name, got {value!r}")
         return cls(
-            trusted_proxies=parse_trusted_proxies(trusted_proxies, prefix),
+            trusted_proxies=parse_trusted_proxies(trusted_proxies, name("trusted_proxies")),
             identify=identify,
             identify_interval=None if identify_interval is None else float(identify_interval),
             request_id_headers=headers,
@@ -151,22 +151,24 @@ class WebSettings:
         )
 
 
-def parse_trusted_proxies(value: object, prefix: str = "") -> int | tuple[Network, ...]:
+def parse_trusted_proxies(
+    value: object, setting: str = "trusted_proxies"
+) -> int | tuple[Network, ...]:
     """None, a proxy count, or CIDR networks (a string or a list of strings)."""
     if value is None:
         return 0
     if isinstance(value, bool):
         raise ConfigurationError(
-            f"{prefix}trusted_proxies must be a proxy count or a list of networks, got {value!r}"
+            f"{setting} must be a proxy count or a list of networks, got {value!r}"
         )
     if isinstance(value, int):
         if value < 0:
-            raise ConfigurationError(f"{prefix}trusted_proxies must be >= 0, got {value!r}")
+            raise ConfigurationError(f"{setting} must be >= 0, got {value!r}")
         return value
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, Iterable):
         raise ConfigurationError(
-            f"{prefix}trusted_proxies must be a proxy count or a list of networks, got {value!r}"
+            f"{setting} must be a proxy count or a list of networks, got {value!r}"
         )
     networks: list[Network] = []
     for item in items:
@@ -174,7 +176,7 @@ def parse_trusted_proxies(value: object, prefix: str = "") -> int | tuple[Networ
             networks.append(ipaddress.ip_network(str(item).strip(), strict=False))
         except ValueError:
             raise ConfigurationError(
-                f"{prefix}trusted_proxies: {item!r} is not an IP address or CIDR network"
+                f"{setting}: {item!r} is not an IP address or CIDR network"
             ) from None
     return tuple(networks)
 

@@ -103,7 +103,7 @@ def _load_config() -> _Config:
         capture_ip=raw.get("CAPTURE_IP", True),
         anonymous_id_cookie=raw.get("ANONYMOUS_ID_COOKIE", "ajs_anonymous_id"),
         user_id_cookie=raw.get("USER_ID_COOKIE", "ajs_user_id"),
-        prefix="SEGMENT: ",
+        name=lambda key: f"SEGMENT[{key.upper()!r}]",
     )
     return _Config(factory, web)
 

@@ -121,7 +121,7 @@ class Segment:
             capture_ip=config.get("SEGMENT_CAPTURE_IP", True),
             anonymous_id_cookie=config.get("SEGMENT_ANONYMOUS_ID_COOKIE", "ajs_anonymous_id"),
             user_id_cookie=config.get("SEGMENT_USER_ID_COOKIE", "ajs_user_id"),
-            prefix="SEGMENT_",
+            name=lambda key: f"SEGMENT_{key.upper()}",
         )
         # Flask's cookie session only works with a secret key; without one the
         # identify-once marker stays in process memory.
