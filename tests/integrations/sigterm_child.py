@@ -48,8 +48,13 @@ def main() -> None:
     for i in range(count):
         client.track("user-1", "Queued", {"i": i})
     print("ready", flush=True)
-    signal.pause()
-    print("survived", flush=True)  # only after an ignored SIGTERM
+    # Wait for the parent's line, sent after SIGTERM. Not signal.pause(): the signal
+    # may arrive before it, or at another thread, and pause() would then wait forever.
+    # Python runs the handler before the next bytecode after readline returns.
+    sys.stdin.readline()
+    # Only reached when SIGTERM was ignored: count what the handler's flush delivered.
+    delivered = len(Path(sink).read_text().splitlines())
+    print(f"survived with {delivered} delivered", flush=True)
     client.close_and_flush(10)
 
 
