@@ -11,6 +11,8 @@ client.close_and_flush(timeout=5)
 
 from __future__ import annotations
 
+import logging as _logging
+
 from ._client import Client
 from ._consumer import ClientStats
 from ._exceptions import (
@@ -25,6 +27,9 @@ from ._exceptions import (
     SegmentError,
     TransportError,
 )
+from ._middleware import Middleware, redact_pii, sample, static_context
+from ._oauth import OAuthError, OAuthSettings
+from ._plan import PlanError, TrackingPlan, TrackingPlanViolation, load_plan
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import (
@@ -50,17 +55,27 @@ __all__ = [
     "MessageError",
     "MessageQueue",
     "MessageTooLargeError",
+    "Middleware",
     "MissingDependencyError",
+    "OAuthError",
+    "OAuthSettings",
+    "PlanError",
     "QueueFullError",
     "RetryPolicy",
     "SegmentError",
+    "TrackingPlan",
+    "TrackingPlanViolation",
     "Transport",
     "TransportError",
     "__version__",
     "context_defaults",
     "install_sigterm_handler",
+    "load_plan",
+    "redact_pii",
     "reset_context_defaults",
+    "sample",
     "set_context_defaults",
+    "static_context",
 ]
 
 # Public objects report the public module, not the private one they live in.
@@ -69,3 +84,6 @@ for _name in __all__:
     if isinstance(_obj, type):
         _obj.__module__ = __name__
 del _name, _obj
+
+# Libraries log; applications decide where logs go.
+_logging.getLogger("segment_client").addHandler(_logging.NullHandler())

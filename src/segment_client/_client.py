@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import atexit
+import dataclasses
+import functools
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,10 @@ from ._messages import (
     build_screen,
     build_track,
 )
-from ._middleware import Middleware, run_chain
+from ._middleware import DropReporter, Middleware, MiddlewareChains
+from ._network import check_host_typo, oauth_server_for, resolve_host, session_options
+from ._oauth import OAuthSettings, OAuthTransport
+from ._plan import PlanEnforcer, TrackingPlan, ViolationHandler, load_plan
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import current_defaults
@@ -95,6 +99,22 @@ class Client:
         retry_base_delay, retry_max_delay: the exponential backoff's first ceiling and cap.
         rate_limit_budget: seconds one batch may wait on 429 Retry-After in total.
         queue: a custom `MessageQueue` factory (the on-disk spool uses this seam).
+        integrations: default `integrations` merged under each call's own (the call's
+            keys win), e.g. `{"All": True, "Salesforce": False}`.
+        tracking_plan: a `TrackingPlan`, a path to a plan JSON file or a parsed dict
+            (see `load_plan`); every track/identify/group message is checked against it.
+        on_violation: what a message that breaks its rule does: "report" (send it; call
+            `on_plan_violation`, count, log), "drop" (report and do not send) or "raise"
+            (`TrackingPlanViolation` from the call; for development and tests).
+        on_unplanned: a track event the plan does not list: "allow", "report" or "drop".
+        on_plan_violation: `hook(error: TrackingPlanViolation, message)` for reported and
+            dropped violations and unplanned events; runs on the caller's thread.
+        region: "us" or "eu": Segment's host for that region (instead of `host`).
+        proxies: requests-style `{"https": "http://proxy:3128"}`; the HTTPS_PROXY /
+            NO_PROXY environment variables apply when not given.
+        verify: True, False or the path of a CA bundle for TLS verification.
+        cert: the client certificate: a PEM path, or a (certificate, key) path tuple.
+        oauth: `OAuthSettings` to authenticate with OAuth bearer tokens (extra `oauth`).
     """
 
     def __init__(
@@ -118,6 +138,16 @@ class Client:
         retry_max_delay: float = 60.0,
         rate_limit_budget: float = 600.0,
         queue: Callable[[], MessageQueue] | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        tracking_plan: TrackingPlan | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        on_violation: str = "report",
+        on_unplanned: str = "allow",
+        on_plan_violation: ViolationHandler | None = None,
+        region: str | None = None,
+        proxies: Mapping[str, str] | None = None,
+        verify: bool | str | None = None,
+        cert: str | tuple[str, str] | None = None,
+        oauth: OAuthSettings | None = None,
     ) -> None:
         if write_key is None:
             write_key = os.environ.get("SEGMENT_WRITE_KEY") or None
@@ -126,9 +156,19 @@ class Client:
                 "write_key is required: pass Client('WRITE_KEY') or set SEGMENT_WRITE_KEY"
                 + ("" if write_key is None else f" (got {type(write_key).__name__})")
             )
+        host = resolve_host(host, region)
         if host is None:
             host = os.environ.get("SEGMENT_HOST") or DEFAULT_HOST
         self.host = _normalise_host(host)
+        check_host_typo(self.host)
+        network = session_options(proxies, verify, cert)
+        if oauth is not None and not isinstance(oauth, OAuthSettings):
+            raise ConfigurationError(f"oauth must be an OAuthSettings, got {type(oauth).__name__}")
+        if transport is not None and (network or oauth is not None):
+            raise ConfigurationError(
+                "proxies=, verify=, cert= and oauth= configure the built-in HTTP transport; "
+                "they cannot be combined with transport="
+            )
         if not isinstance(path, str) or not path.startswith("/"):
             raise ConfigurationError(f"path must start with '/', got {path!r}")
         _check_number("flush_at", flush_at, minimum=1, maximum=MAX_BATCH_MESSAGES, integer=True)
@@ -158,9 +198,8 @@ class Client:
         self.sync_mode = sync_mode
         self.shutdown_timeout = shutdown_timeout
         self._write_key = write_key
-        self._middleware: tuple[Middleware, ...] = ()
-        self._transport = transport or HTTPTransport(
-            write_key, url=self.host + path, timeout=request_timeout, gzip=gzip
+        self._transport = transport or _http_transport(
+            write_key, self.host, path, request_timeout, gzip, network, oauth
         )
         self._consumer = Consumer(
             queue_factory=queue or (lambda: MemoryQueue(max_queue_size)),
@@ -178,7 +217,21 @@ class Client:
             sync_mode=sync_mode,
             exit_timeout=shutdown_timeout,
         )
-        _open_clients.add(self)
+        # -- issue 6: middleware, default integrations, tracking plan --
+        if integrations is not None and not isinstance(integrations, Mapping):
+            raise ConfigurationError(f"integrations must be a dict, got {integrations!r}")
+        self._integrations = dict(integrations or {})
+        self._middleware = MiddlewareChains()
+        self._drop = _drop_reporter(self._consumer)  # refers to the consumer only
+        self._plan: PlanEnforcer | None = None
+        if tracking_plan is not None:
+            self._plan = PlanEnforcer(
+                load_plan(tracking_plan), on_violation=on_violation,
+                on_unplanned=on_unplanned, handler=on_plan_violation, drop=self._consumer.drop,
+            )
+        # A client dropped without close_and_flush(): let its thread drain and exit rather
+        # than live on idle for the life of the process.
+        weakref.finalize(self, self._consumer.request_close).atexit = False
 
     def __repr__(self) -> str:
         # Never the write key: reprs end up in logs and tracebacks.
@@ -313,36 +366,43 @@ class Client:
             build_alias(previous_id, user_id, context, timestamp, integrations, message_id)
         )
 
-    def add_middleware(self, middleware: Middleware) -> None:
-        """Append `middleware` to the chain run on each message before it is queued.
+    def add_middleware(
+        self, middleware: Middleware, *, consumer_side: bool = False, deep_copy: bool = False
+    ) -> None:
+        """Append `middleware` to a chain (see docs/middleware.md).
 
+        Caller-side (default): runs in the call, before encoding. `consumer_side=True`:
+        runs on the consumer thread before sending, keeping the call cheap. `deep_copy`:
+        give a caller-side middleware a deep copy (it mutates nested values in place).
         Thread-safe: calls in flight keep the chain they started with.
         """
         if not callable(middleware):
             raise ConfigurationError(f"middleware must be callable, got {middleware!r}")
-        self._middleware = (*self._middleware, middleware)
+        self._middleware.add(middleware, consumer_side=consumer_side, deep_copy=deep_copy)
+        if consumer_side:
+            # Never a bound method of the client: the consumer thread must not keep it alive.
+            self._consumer.prepare = functools.partial(
+                self._middleware.prepare_batch, drop=self._drop
+            )
 
     def remove_middleware(self, middleware: Middleware) -> None:
-        """Remove `middleware` from the chain (ValueError when it is not there)."""
-        chain = list(self._middleware)
-        chain.remove(middleware)
-        self._middleware = tuple(chain)
+        """Remove `middleware` from its chain (ValueError when it is not there)."""
+        self._middleware.remove(middleware)
+        if not self._middleware.consumer:
+            self._consumer.prepare = None
 
     def _enqueue(self, message: Message) -> str:
         message_id: str = message["messageId"]
-        if self._middleware:
-            result, error = run_chain(self._middleware, message)
+        if self._integrations:
+            # The builder made this dict: replacing the key leaves the caller's alone.
+            message["integrations"] = {**self._integrations, **message["integrations"]}
+        if self._middleware.caller:
+            result = self._middleware.run_caller(message, self._drop)
             if result is None:
-                if error is None:
-                    self._consumer.drop_quietly("middleware")
-                else:
-                    self._consumer.drop(
-                        "middleware_error",
-                        DeliveryError(f"a middleware raised {type(error).__name__}: {error}"),
-                        [message],
-                    )
                 return message_id
             message = result
+        if self._plan is not None and not self._plan.admit(message):
+            return message_id
         data = dumps(message)
         if len(data) > MAX_MESSAGE_BYTES:
             raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
@@ -373,14 +433,41 @@ class Client:
         """
         if timeout is not None:
             _check_number("timeout", timeout, minimum=0)
-        try:
-            return self._consumer.close(timeout)
-        finally:
-            _open_clients.discard(self)
+        return self._consumer.close(timeout)
 
     def stats(self) -> ClientStats:
         """A snapshot of message counts (queued, delivered, failed, dropped...)."""
-        return self._consumer.stats()
+        stats = self._consumer.stats()
+        if self._plan is not None:
+            stats = dataclasses.replace(
+                stats, violations=self._plan.violations, unplanned=self._plan.unplanned
+            )
+        return stats
+
+    # -- asyncio: the waits run in a worker thread, so the event loop keeps running ----
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """`flush()` for coroutines: awaitable, never blocks the event loop."""
+        import asyncio  # here: the library's import time stays small for sync users
+
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = None) -> bool:
+        """`close_and_flush()` for coroutines (FastAPI lifespan, async workers)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.close_and_flush, timeout)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def __enter__(self) -> Client:
         return self
@@ -394,13 +481,26 @@ class Client:
         self.close_and_flush()
 
 
-_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+def _drop_reporter(consumer: Consumer) -> DropReporter:
+    """Report a middleware drop: counted only when on purpose (error None)."""
+
+    def report(reason: str, error: DeliveryError | None, messages: list[dict[str, Any]]) -> None:
+        if error is None:
+            consumer.drop_quietly(reason)
+        else:
+            consumer.drop(reason, error, messages)
+
+    return report
 
 
-def _close_open_clients() -> None:
-    """At interpreter exit: a bounded close of every client still open."""
-    for client in list(_open_clients):
-        client.close_and_flush(client.shutdown_timeout)
-
-
-atexit.register(_close_open_clients)
+def _http_transport(
+    write_key: str, host: str, path: str, timeout: float, gzip: bool,
+    network: dict[str, Any], oauth: OAuthSettings | None,
+) -> HTTPTransport:
+    options: dict[str, Any] = {
+        "url": host + path, "timeout": timeout, "gzip": gzip, "session_options": network,
+    }
+    if oauth is None:
+        return HTTPTransport(write_key, **options)
+    server = oauth.auth_server or oauth_server_for(host)
+    return OAuthTransport(write_key, oauth=oauth, auth_server=server, **options)
