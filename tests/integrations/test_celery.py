@@ -40,6 +40,8 @@ def example(recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
 def test_task_runs_with_the_callers_request_context(example: Any, recorder: Recorder) -> None:
     # The worker runs tasks on its own thread: a ContextVar cannot reach it, only the
     # task headers can.
+    # Short broker polls keep this test quick; the defaults poll every second.
+    example.app.conf.broker_transport_options = {"polling_interval": 0.05}
     with start_worker(example.app, pool="solo", perform_ping_check=False):
         with context_defaults(**REQUEST):
             result = example.send_welcome_email.delay("u-1")
