@@ -38,6 +38,7 @@ from ._scope import (
     reset_context_defaults,
     set_context_defaults,
 )
+from ._signals import install_sigterm_handler
 from ._transport import HTTPTransport, Transport
 from ._version import __version__
 
@@ -68,6 +69,7 @@ __all__ = [
     "TransportError",
     "__version__",
     "context_defaults",
+    "install_sigterm_handler",
     "load_plan",
     "redact_pii",
     "reset_context_defaults",
