@@ -17,7 +17,9 @@ import pytest
 from tests.stub_collector import StubCollector
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCRIPTS = sorted(EXAMPLES.glob("*.py"))
+#: Framework example apps: run through their framework's test client by tests/integrations.
+FRAMEWORK_APPS = {"celery_worker.py", "fastapi_app.py", "flask_app.py", "lambda_handler.py"}
+SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if p.name not in FRAMEWORK_APPS)
 
 #: The message types each example is expected to deliver, in order (others: exit 0).
 EXPECTED_TYPES = {"basic.py": ["identify", "track", "page"]}
@@ -48,6 +50,16 @@ def test_there_are_examples() -> None:
     """The glob finds the scripts (a moved directory would silently test nothing)."""
     assert "basic.py" in [path.name for path in SCRIPTS]
     assert set(EXPECTED_TYPES) <= {path.name for path in SCRIPTS}
+
+
+def test_framework_apps_are_tested_elsewhere() -> None:
+    """Each example app left out here is loaded by a test under tests/integrations."""
+    tests = "".join(
+        path.read_text() for path in (EXAMPLES.parent / "tests" / "integrations").glob("*.py")
+    )
+    for name in sorted(FRAMEWORK_APPS | {"django_project"}):
+        assert Path(name).stem in tests, f"no test under tests/integrations runs {name}"
+        assert (EXAMPLES / name).exists(), name
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
