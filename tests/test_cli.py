@@ -314,3 +314,35 @@ def test_cli_output_never_shows_the_write_key(
     for code, out, err in outputs:
         assert "sekrit-key-1" not in out + err, (code, out, err)
     assert [code for code, _, _ in outputs] == [0, 1, 2]
+
+
+def test_demo_with_a_write_key_sends_to_the_configured_host(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a write key set, the demo drives the same stream to $SEGMENT_HOST instead of an
+    embedded collector (here a collector that requires that key)."""
+    with Collector(write_key="real-key") as collector:
+        monkeypatch.setenv("SEGMENT_WRITE_KEY", "real-key")
+        monkeypatch.setenv("SEGMENT_HOST", collector.url)
+        code, out, err = run(capsys, "demo", "--json")
+        summary = json.loads(out)
+        stats = collector.stats()
+    assert (code, err) == (0, "")
+    assert summary["collector"] is None
+    assert summary["url"] == collector.url
+    by_type, by_event = _expected_demo()
+    assert summary["sent_by_type"] == dict(by_type)
+    assert stats["unique"] == summary["client"]["delivered"] == sum(by_type.values())
+    assert stats["by_event"] == dict(by_event)
+    assert "real-key" not in out
+
+
+def test_demo_local_flag_ignores_the_write_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", "real-key")
+    monkeypatch.setenv("SEGMENT_HOST", "http://127.0.0.1:9")  # would fail if used
+    code, out, _ = run(capsys, "demo", "--local")
+    assert code == 0 and "to a local collector" in out
+    code, _, err = run(capsys, "demo", "--keep-open")
+    assert code == 2 and "--local" in err

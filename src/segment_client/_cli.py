@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
-from ._client import Client
+from ._client import DEFAULT_HOST, Client
 from ._exceptions import DeliveryError, SegmentError
 from ._version import __version__
 
@@ -304,56 +304,36 @@ def _add_demo(subparsers: Any) -> None:
     parser.add_argument("--fault-seed", type=int, default=1)
     parser.add_argument("--tracking-plan", metavar="PLAN.json",
                         help="have the collector check messages against this plan")
+    parser.add_argument("--write-key",
+                        help="send to a real collector instead (default $SEGMENT_WRITE_KEY)")
+    parser.add_argument("--host", help="with a write key: the collector's base URL "
+                        "(default $SEGMENT_HOST, then https://api.segment.io)")
+    parser.add_argument("--local", action="store_true",
+                        help="use the embedded collector even when a write key is set")
     parser.set_defaults(handler=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from ._demo import demo_stream
-    from .collector import Collector
-
     if args.users < 1:
         raise UsageError(f"--users must be >= 1, got {args.users}")
+    write_key = None if args.local else args.write_key or os.environ.get("SEGMENT_WRITE_KEY")
+    if write_key:
+        if args.keep_open or args.fault or args.tracking_plan:
+            raise UsageError(
+                "--keep-open, --fault and --tracking-plan need the embedded collector: "
+                "add --local (a write key is configured)"
+            )
+        host = args.host or os.environ.get("SEGMENT_HOST") or DEFAULT_HOST
+        return _demo_to(args, write_key, host, None)
+    from .collector import Collector
+
     collector = Collector(
         port=args.port, faults=_faults(args.fault), seed=args.fault_seed,
         validator=_plan_validator(args.tracking_plan),
     )
     url = collector.start()
     try:
-        failures: list[str] = []
-        client = Client(
-            "demo-write-key", host=url, retry_base_delay=0.05, retry_max_delay=0.5,
-            on_error=lambda error, messages: failures.append(f"{len(messages)}: {error}"),
-        )
-        started = time.perf_counter()
-        sent = 0
-        for method, kwargs in demo_stream(args.seed, args.users):
-            getattr(client, method)(**kwargs)
-            sent += 1
-        client.close_and_flush(timeout=30)
-        seconds = time.perf_counter() - started
-        client_stats = client.stats()
-        stats = collector.stats()
-        summary = {
-            "url": url,
-            "users": args.users,
-            "sent": sent,
-            "seconds": round(seconds, 3),
-            "client": {
-                "delivered": client_stats.delivered,
-                "failed": client_stats.failed,
-                "retried": client_stats.retried,
-                "batches": client_stats.batches_sent,
-            },
-            "collector": stats,
-        }
-        out = sys.stdout
-        if args.json:
-            json.dump(summary, out, indent=2)
-            out.write("\n")
-        else:
-            _print_summary(summary, out)
-        for failure in failures:
-            print(f"segment-client demo: failed {failure}", file=sys.stderr)
+        code = _demo_to(args, "demo-write-key", url, collector)
         if args.keep_open:
             print(f"\nThe collector keeps serving: open {url}/ (Ctrl-C to stop)", flush=True)
             _interrupt_on_sigterm()
@@ -361,6 +341,62 @@ def _run_demo(args: argparse.Namespace) -> int:
                 collector.serve_forever()
     finally:
         collector.close()
+    return code
+
+
+def _demo_to(
+    args: argparse.Namespace, write_key: str, host: str, collector: Any | None
+) -> int:
+    """Drive a real Client with the demo stream to `host`; print what arrived."""
+    from collections import Counter
+
+    from ._demo import demo_stream
+
+    failures: list[str] = []
+    local = collector is not None
+    try:
+        client = Client(
+            write_key, host=host,
+            # Fast retries against the local collector; the defaults against a real one.
+            retry_base_delay=0.05 if local else 0.5,
+            retry_max_delay=0.5 if local else 60.0,
+            on_error=lambda error, messages: failures.append(f"{len(messages)}: {error}"),
+        )
+    except SegmentError as exc:
+        raise UsageError(str(exc)) from None
+    started = time.perf_counter()
+    by_type: Counter[str] = Counter()
+    by_event: Counter[str] = Counter()
+    for method, kwargs in demo_stream(args.seed, args.users):
+        getattr(client, method)(**kwargs)
+        by_type[method] += 1
+        if method == "track":
+            by_event[kwargs["event"]] += 1
+    client.close_and_flush(timeout=30)
+    client_stats = client.stats()
+    summary = {
+        "url": host,
+        "users": args.users,
+        "sent": sum(by_type.values()),
+        "seconds": round(time.perf_counter() - started, 3),
+        "client": {
+            "delivered": client_stats.delivered,
+            "failed": client_stats.failed,
+            "retried": client_stats.retried,
+            "batches": client_stats.batches_sent,
+        },
+        # What a remote collector holds cannot be read back: show what was sent.
+        "collector": collector.stats() if collector is not None else None,
+        "sent_by_type": dict(by_type),
+        "sent_by_event": dict(by_event),
+    }
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_summary(summary, sys.stdout)
+    for failure in failures:
+        print(f"segment-client demo: failed {failure}", file=sys.stderr)
     return 0 if client_stats.failed == 0 else 1
 
 
@@ -372,18 +408,27 @@ def _counts(counts: dict[str, int]) -> str:
 def _print_summary(summary: dict[str, Any], out: TextIO) -> None:
     stats = summary["collector"]
     client = summary["client"]
+    where = "a local collector" if stats is not None else "the collector"
     lines = [
         f"segment-client demo: {summary['sent']} messages from {summary['users']} users "
-        f"to a local collector at {summary['url']}",
+        f"to {where} at {summary['url']}",
         f"  client     delivered {client['delivered']} · failed {client['failed']} · "
         f"retried {client['retried']} · {client['batches']} batches · "
         f"{summary['seconds']:.2f} s",
-        f"  collector  stored {stats['total']} ({stats['unique']} unique, "
-        f"{stats['duplicates']} duplicates) in {stats['batches']} batches · "
-        f"{stats['rejected_requests']} rejected requests",
-        f"  by type    {_counts(stats['by_type'])}",
-        f"  by event   {_counts(stats['by_event'])}",
     ]
+    if stats is None:
+        lines += [
+            f"  sent       {_counts(summary['sent_by_type'])}",
+            f"  by event   {_counts(summary['sent_by_event'])}",
+        ]
+    else:
+        lines += [
+            f"  collector  stored {stats['total']} ({stats['unique']} unique, "
+            f"{stats['duplicates']} duplicates) in {stats['batches']} batches · "
+            f"{stats['rejected_requests']} rejected requests",
+            f"  by type    {_counts(stats['by_type'])}",
+            f"  by event   {_counts(stats['by_event'])}",
+        ]
     print("\n".join(lines), file=out, flush=True)
 
 
