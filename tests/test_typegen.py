@@ -229,3 +229,18 @@ def test_the_segment_client_command_has_typegen(tmp_path: Path) -> None:
     out = tmp_path / "events.py"
     assert cli_main(["typegen", str(PLANS / "native_shop.json"), "-o", str(out)]) == 0
     assert "def order_completed(" in out.read_text(encoding="utf-8")
+
+
+def test_a_plan_without_rules_generates_an_empty_module(tmp_path: Path) -> None:
+    """No rules: a module with only its header (it used to fail with an IndexError)."""
+    code = generate({"events": {}}, source="empty.json")
+    assert "def " not in code and "import Client" not in code
+    assert code.endswith('"""\n\nfrom __future__ import annotations\n')
+    path = tmp_path / "empty.py"
+    path.write_text(code, encoding="utf-8")
+    for args in (["check"], ["format", "--check"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, "--config", str(PYPROJECT), str(path)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr

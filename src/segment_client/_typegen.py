@@ -348,11 +348,14 @@ class _Generator:
         names = sorted(n for n in ("Any", "Literal", "TypedDict") if n in self.uses)
         if names:
             stdlib.append(f"from typing import {', '.join(names)}")
-        imports = "\n".join(header + stdlib + ["", "from segment_client import Client"])
         body = self.classes + functions
-        # isort style: two blank lines after imports before a class/def, else one.
-        gap = "\n\n\n" if body[0].startswith(("class ", "def ")) else "\n\n"
-        text = imports + gap + "\n\n\n".join(body) + "\n"
+        if not body:  # a plan without rules: a valid module with nothing to import
+            text = "\n".join(header).rstrip() + "\n"
+        else:
+            imports = "\n".join(header + stdlib + ["", "from segment_client import Client"])
+            # isort style: two blank lines after imports before a class/def, else one.
+            gap = "\n\n\n" if body[0].startswith(("class ", "def ")) else "\n\n"
+            text = imports + gap + "\n\n\n".join(body) + "\n"
         lines = [line.rstrip() for line in text.split("\n")]
         return "\n".join(
             line + "  # noqa: E501" if len(line) > _MAX_LINE else line for line in lines
