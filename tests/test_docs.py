@@ -82,12 +82,6 @@ EXPORTED = {"SEGMENT_WRITE_KEY", "SEGMENT_HOST"}
 #: Python blocks not run, as (page, first line): fragments of other programs' files, or
 #: features not merged yet. Each is debt: make it runnable or move it to examples/.
 NOT_RUN_BLOCKS: dict[tuple[str, str], str] = {
-    ("docs/deploying.md", "from contextlib import asynccontextmanager"): "needs FastAPI, "
-    "not a test dependency yet (integrations, issue 5)",
-    ("docs/deploying.md", "from segment_client import Client"): "imports "
-    "segment_client.integrations.aws_lambda (issue 5, not merged yet)",
-    ("docs/deploying.md", "import segment_client"): "install_sigterm_handler() is not "
-    "merged yet (issue 5), and `client` comes from the user's module",
     ("docs/security.md", "from pathlib import Path"): "reads a private key from "
     "/run/secrets; tests/test_oauth.py covers OAuth with a generated key",
     ("docs/security.md", "client = Client("): "needs certificate files on disk; "
