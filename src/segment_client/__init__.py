@@ -11,6 +11,8 @@ client.close_and_flush(timeout=5)
 
 from __future__ import annotations
 
+import logging as _logging
+
 from ._client import Client
 from ._consumer import ClientStats
 from ._exceptions import (
@@ -67,3 +69,6 @@ for _name in __all__:
     if isinstance(_obj, type):
         _obj.__module__ = __name__
 del _name, _obj
+
+# Libraries log; applications decide where logs go.
+_logging.getLogger("segment_client").addHandler(_logging.NullHandler())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import os
 import weakref
 from collections.abc import Callable
@@ -178,7 +177,9 @@ class Client:
             sync_mode=sync_mode,
             exit_timeout=shutdown_timeout,
         )
-        _open_clients.add(self)
+        # A client dropped without close_and_flush(): let its thread drain and exit rather
+        # than live on idle for the life of the process.
+        weakref.finalize(self, self._consumer.request_close).atexit = False
 
     def __repr__(self) -> str:
         # Never the write key: reprs end up in logs and tracebacks.
@@ -373,10 +374,7 @@ class Client:
         """
         if timeout is not None:
             _check_number("timeout", timeout, minimum=0)
-        try:
-            return self._consumer.close(timeout)
-        finally:
-            _open_clients.discard(self)
+        return self._consumer.close(timeout)
 
     def stats(self) -> ClientStats:
         """A snapshot of message counts (queued, delivered, failed, dropped...)."""
@@ -393,14 +391,3 @@ class Client:
     ) -> None:
         self.close_and_flush()
 
-
-_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
-
-
-def _close_open_clients() -> None:
-    """At interpreter exit: a bounded close of every client still open."""
-    for client in list(_open_clients):
-        client.close_and_flush(client.shutdown_timeout)
-
-
-atexit.register(_close_open_clients)

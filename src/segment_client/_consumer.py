@@ -11,6 +11,7 @@ both account for the same messages.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -43,6 +44,7 @@ ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 THREAD_NAME = "segment_client.consumer"
 # How long a durable queue waits between rounds when the collector stays unreachable.
 _DURABLE_RETRY_S = 30.0
+_DROP_LOG_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,16 @@ class ClientStats:
     in_flight: int = 0
     batches_sent: int = 0
 
+    def __getitem__(self, name: str) -> Any:
+        """`stats["delivered"]` works like `stats.delivered`."""
+        if name.startswith("_") or name not in self.__dataclass_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict (for logging or JSON)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
     @property
     def dropped_total(self) -> int:
         """All dropped messages, whatever the reason."""
@@ -69,7 +81,8 @@ class ClientStats:
 
 
 class _Flush:
-    """One pending flush: done when `finished` reaches `target`."""
+    """One pending flush: done when `_finished` reaches `target`; `start` and `target`
+    count messages delivered or failed, in queue order."""
 
     __slots__ = ("failed", "start", "target")
 
@@ -89,6 +102,20 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_all_at_exit() -> None:
+    """At interpreter exit: a bounded close of every consumer still open in this process.
+
+    Consumers, not clients, are tracked: a client dropped without closing leaves its
+    consumer (kept alive by its thread) with messages that must still go out.
+    """
+    for consumer in list(_live):
+        if consumer._pid == os.getpid() and not consumer._close_started:
+            consumer.close(consumer._exit_timeout)
+
+
+atexit.register(_close_all_at_exit)
 
 
 class Consumer:
@@ -133,7 +160,8 @@ class Consumer:
         self._stop = threading.Event()  # set when the close deadline passes
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._closing = False
+        self._closing = False  # no new messages; the thread drains and exits
+        self._close_started = False  # close() has run (or is running)
         self._closed = threading.Event()
         self._close_result = False
         self._flushes: list[_Flush] = []
@@ -148,7 +176,10 @@ class Consumer:
         self._batches = 0
         self._drop_lock = threading.Lock()
         self._dropped: dict[str, int] = {}
-        self._sync_lock = threading.Lock()
+        self._last_drop_log = float("-inf")
+        # Held by whoever is taking and delivering a batch (the thread, an inline drain,
+        # a sync_mode caller): one batch in flight at a time keeps order and counters exact.
+        self._delivery_lock = threading.Lock()
 
     def _reset_after_fork(self) -> None:
         # The child inherits copies of the parent's queue and locks (possibly held by a
@@ -183,15 +214,31 @@ class Consumer:
 
     def drop(self, reason: str, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
         """Count and report messages that were never queued."""
+        now = self._clock()
         with self._drop_lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + len(messages)
-        logger.warning("segment_client: %d message(s) dropped: %s", len(messages), error)
+            # A flood of drops (queue full under an outage) logs once per interval with
+            # the running total; on_error and the counters still see every message.
+            loud = now - self._last_drop_log >= _DROP_LOG_INTERVAL_S
+            if loud:
+                self._last_drop_log = now
+            total = self._dropped[reason]
+        if loud:
+            logger.warning(
+                "segment_client: %d message(s) dropped: %s (%d dropped for %s so far)",
+                len(messages), error, total, reason,
+            )
         self._report(error, messages)
 
     def drop_quietly(self, reason: str) -> None:
         """Count a message not sent on purpose (send=False): no log, no on_error."""
         with self._drop_lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + 1
+
+    def request_close(self) -> None:
+        """Stop accepting messages and let the thread drain and exit; never blocks."""
+        self._closing = True
+        self._wake.set()
 
     def _start(self) -> None:
         with self._start_lock:
@@ -216,7 +263,10 @@ class Consumer:
     def _send_now(self, data: bytes) -> bool:
         # sync_mode: the caller's thread delivers, one request at a time per client so the
         # counters and order stay consistent.
-        with self._sync_lock:
+        with self._delivery_lock:
+            with self._lock:
+                self._in_flight = [data]
+                self._in_flight_done = 0
             self._deliver([data], deadline=None)
         return True
 
@@ -224,25 +274,25 @@ class Consumer:
 
     def _run(self) -> None:
         try:
-            while True:
-                batch = self._next_batch()
-                if not batch:
-                    return
-                self._deliver(batch, deadline=None)
+            while self._wait_for_trigger():
+                with self._delivery_lock:
+                    batch = self._take()
+                    if batch:
+                        self._deliver(batch, deadline=None)
         except Exception:  # a bug here must not pass silently
             logger.exception("segment_client: the consumer thread crashed")
 
-    def _next_batch(self) -> list[bytes]:
-        """Wait for a batching trigger and take the next batch ([] means: exit)."""
+    def _wait_for_trigger(self) -> bool:
+        """Wait until a batch is due (False: the thread should exit)."""
         queue = self.queue
         first_seen: float | None = None
         while True:
             if self._stop.is_set():
-                return []
+                return False
             depth = queue.depth()
             if depth == 0:
                 if self._closing:
-                    return []
+                    return False
                 first_seen = None
                 self._wake.clear()
                 # Re-check after clear: a put between depth() and clear() set the event
@@ -251,27 +301,29 @@ class Consumer:
                     self._wake.wait()
                 continue
             if depth >= self._flush_at or self._flushes or self._closing:
-                break
+                return True
             now = self._clock()
             if first_seen is None:
                 first_seen = now
             remaining = first_seen + self._flush_interval - now
             if remaining <= 0:
-                break
+                return True
             self._wake.clear()
             if queue.depth() < self._flush_at and not self._flushes and not self._closing:
                 self._wake.wait(remaining)
+
+    def _take(self) -> list[bytes]:
+        """Take the next batch and mark it in flight. Call with _delivery_lock held."""
         with self._lock:
-            batch = queue.take(self._flush_at, self._max_bytes)
+            if self._stop.is_set():
+                return []
+            batch = self.queue.take(self._flush_at, self._max_bytes)
             self._in_flight = batch
             self._in_flight_done = 0
         return batch
 
     def _deliver(self, batch: list[bytes], deadline: float | None) -> None:
-        """Send `batch` (splitting on 413) and account for every message in it."""
-        with self._lock:
-            self._in_flight = batch
-            self._in_flight_done = 0
+        """Send the in-flight `batch` (splitting on 413) and account for every message."""
         parts = [batch]
         while parts:
             part = parts.pop(0)
@@ -340,26 +392,35 @@ class Consumer:
 
     def _finish(self, part: Sequence[bytes], error: DeliveryError | None) -> bool:
         """Account for a finished part of the in-flight batch. False if already reported."""
+        count = len(part)
         with self._lock:
             if self._stop.is_set() and not self._in_flight:
                 return False
-            count = len(part)
+            # Claim the messages (a close giving up now will not report them again)...
             self.queue.ack(count)
             self._in_flight_done += count
-            self._finished += count
             if error is None:
                 self._delivered += count
                 self._batches += 1
             else:
+                self._mark_failed_flushes(count)
                 self._failed += count
-                for flush in self._flushes:
-                    if self._finished - count < flush.target:
-                        flush.failed = True
-            self._progress.notify_all()
+        # ...report outside the lock, and only then release flush() waiters, so that
+        # on_error has run for every failed message by the time flush() returns.
         if error is not None:
             logger.error("segment_client: %d message(s) failed: %s", count, error)
             self._report(error, _decode(part))
+        with self._lock:
+            self._finished += count
+            self._progress.notify_all()
         return True
+
+    def _mark_failed_flushes(self, count: int) -> None:
+        # Called under _lock before `count` messages are counted as failed.
+        done = self._delivered + self._failed
+        for flush in self._flushes:
+            if count and done < flush.target:
+                flush.failed = True
 
     def _report(self, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
         if self._on_error is None:
@@ -380,7 +441,8 @@ class Consumer:
             pending = self.queue.depth() + len(self._in_flight) - self._in_flight_done
             if pending <= 0:
                 return True
-            flush = _Flush(self._finished, self._finished + pending)
+            done = self._delivered + self._failed
+            flush = _Flush(done, done + pending)
             self._flushes.append(flush)
         try:
             if self._thread is None or not self._thread.is_alive():
@@ -399,14 +461,15 @@ class Consumer:
                 self._flushes.remove(flush)
 
     def _drain_inline(self, deadline: float | None) -> None:
-        while True:
-            with self._lock:
-                if self._in_flight or self._stop.is_set():
-                    return
-                batch = self.queue.take(self._flush_at, self._max_bytes)
-            if not batch:
-                return
-            self._deliver(batch, deadline)
+        """Deliver the queue on the calling thread (no consumer thread runs here)."""
+        wait = -1.0 if deadline is None else max(0.0, deadline - self._clock())
+        if not self._delivery_lock.acquire(timeout=wait):
+            return
+        try:
+            while batch := self._take():
+                self._deliver(batch, deadline)
+        finally:
+            self._delivery_lock.release()
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting messages, deliver what is queued, stop the thread.
@@ -419,7 +482,8 @@ class Consumer:
         if self._pid != os.getpid():
             self._reset_after_fork()
         with self._lock:
-            first = not self._closing
+            first = not self._close_started
+            self._close_started = True
             self._closing = True
             failed_before = self._failed
         self._wake.set()
@@ -458,18 +522,17 @@ class Consumer:
                     break
                 self.queue.ack(len(more))
                 left.extend(more)
-            for flush in self._flushes:
-                if left and self._finished < flush.target:
-                    flush.failed = True
-            self._finished += len(left)
+            self._mark_failed_flushes(len(left))
             self._failed += len(left)
-            self._progress.notify_all()
         if left:
             error = ClientClosedError(
                 f"{len(left)} message(s) not delivered before the close deadline"
             )
             logger.error("segment_client: %s", error)
             self._report(error, _decode(left))
+        with self._lock:
+            self._finished += len(left)
+            self._progress.notify_all()
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters."""
@@ -479,7 +542,7 @@ class Consumer:
             in_flight = len(self._in_flight) - self._in_flight_done
             depth = self.queue.depth()
             return ClientStats(
-                queued=self._finished + in_flight + depth,
+                queued=self._delivered + self._failed + in_flight + depth,
                 delivered=self._delivered,
                 failed=self._failed,
                 retried=self._retried,
@@ -497,7 +560,7 @@ class Consumer:
 
 def _close_at_exit(ref: weakref.ReferenceType[Consumer]) -> None:
     consumer = ref()
-    if consumer is not None and consumer._pid == os.getpid() and not consumer._closing:
+    if consumer is not None and consumer._pid == os.getpid() and not consumer._close_started:
         consumer.close(consumer._exit_timeout)
 
 

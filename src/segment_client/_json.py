@@ -92,7 +92,7 @@ def dumps(value: Any) -> bytes:
     except (ValueError, TypeError):
         # NaN/Infinity (ValueError with allow_nan=False) or a non-string key (TypeError):
         # rare, so the walk over the whole value happens only here.
-        # "replace": a lone surrogate in a str cannot be UTF-8; it becomes U+FFFD.
+        # "replace": a lone surrogate in a str cannot be UTF-8; it becomes "?".
         return _encode(_sanitise(value)).encode("utf-8", "replace")
 
 

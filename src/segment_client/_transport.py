@@ -119,7 +119,7 @@ class HTTPTransport:
             return
         raise APIError(
             response.status_code,
-            response.text,
+            _redact(response.text, self._write_key),
             parse_retry_after(response.headers.get("Retry-After")),
         )
 
