@@ -1,0 +1,653 @@
+"""The local Segment-compatible collector: HTTP server, ingest, read API, faults.
+
+Stdlib only: `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, one thread per
+connection. Each ingest request is parsed, checked and stored with one batched insert
+before it is answered, so a 200 means the messages are readable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import json
+import logging
+import mimetypes
+import socket
+import threading
+import uuid
+import zlib
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+from urllib.parse import parse_qs, urlsplit
+
+from ._faults import Fault, FaultPlan
+from ._store import Store, StoredMessage
+from ._validate import MESSAGE_TYPES, validate_message
+
+__all__ = ["MAX_MESSAGE_BYTES", "MAX_REQUEST_BYTES", "Collector", "Validator"]
+
+logger = logging.getLogger("segment_client.collector")
+
+Validator = Callable[[dict[str, Any]], list[str]]
+
+# The Tracking API's limits: 32 KB per message (and per single-message request),
+# 500 KB per batch request; both answered 400 "Exceed payload limit".
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_REQUEST_BYTES = 500 * 1024
+# A body this large is not read at all: the connection is answered and closed.
+_MAX_READ_BYTES = 8 * 1024 * 1024
+_STATIC = Path(__file__).parent / "static"
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".woff2": "font/woff2",
+    ".map": "application/json",
+    ".txt": "text/plain; charset=utf-8",
+}
+_SINGLE_ROUTES = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
+_INGEST_ROUTES = {"/v1/batch", "/v1/import", *_SINGLE_ROUTES}
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+class _Reject(Exception):
+    """An ingest request refused with `status` and `reason`."""
+
+    def __init__(self, status: int, reason: str, code: str = "invalid_request") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.code = code
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+    collector: Collector
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-answer is normal (timeouts, dropped faults).
+        logger.debug("collector: connection error from %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle plus delayed ACK
+    # adds ~40 ms to every keep-alive answer.
+    disable_nagle_algorithm = True
+    # Idle keep-alive connections are closed after this many seconds.
+    timeout = 120
+    server: _Server
+    server_version = "segment-client-collector"
+    sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.collector._track_connection(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.collector._track_connection(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the collector prints its own one line per batch
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, data: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json", headers)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            self.close_connection = True
+            raise _Reject(400, f"bad Content-Length {length_text!r}") from None
+        if length > _MAX_READ_BYTES:
+            self.close_connection = True  # the unread body makes the connection unusable
+            raise _Reject(400, f"Exceed payload limit: request body is {length} bytes", "too_large")
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            size = int(line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > _MAX_READ_BYTES:
+                self.close_connection = True
+                raise _Reject(400, "Exceed payload limit: chunked body too large", "too_large")
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(16)
+
+    def _query(self) -> dict[str, str]:
+        query = parse_qs(urlsplit(self.path).query, keep_blank_values=False)
+        return {key: values[-1] for key, values in query.items()}
+
+    # -- routes -------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        collector = self.server.collector
+        try:
+            if path in ("/", "/index.html"):
+                self._static("index.html")
+            elif path.startswith("/static/"):
+                self._static(path[len("/static/") :])
+            elif path == "/v1/events":
+                query = self._query()
+                events, last = collector.store.events(
+                    type=query.get("type") or None,
+                    event=query.get("event") or None,
+                    user_id=query.get("user_id") or None,
+                    q=query.get("q") or None,
+                    after=_int_arg(query, "after", None),
+                    limit=_int_arg(query, "limit", 100, maximum=10_000),
+                )
+                self._json(200, {"events": events, "last_id": last})
+            elif path == "/v1/rejections":
+                query = self._query()
+                rejections = collector.store.rejections(
+                    after=_int_arg(query, "after", None),
+                    limit=_int_arg(query, "limit", 100, maximum=10_000),
+                )
+                self._json(200, {"rejections": rejections})
+            elif path == "/v1/stats":
+                self._json(200, collector.stats())
+            elif path == "/v1/faults":
+                self._json(200, collector.faults())
+            elif path == "/health":
+                self._json(200, {"ok": True})
+            else:
+                self._json(404, {"error": f"no route GET {path}"})
+        except _Reject as exc:
+            self._json(exc.status, {"error": exc.reason})
+
+    do_HEAD = do_GET
+
+    def _static(self, name: str) -> None:
+        root = _STATIC.resolve()
+        target = (root / name).resolve()
+        if not name or root not in target.parents or not target.is_file():
+            self._json(404, {"error": f"no static file {name!r}"})
+            return
+        suffix = target.suffix.lower()
+        content_type = _CONTENT_TYPES.get(suffix) or (
+            mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        )
+        self._send(200, target.read_bytes(), content_type)
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        collector = self.server.collector
+        if path in _INGEST_ROUTES:
+            self._ingest(path)
+            return
+        try:
+            body = self._read_body()
+            if path == "/v1/clear":
+                collector.clear()
+                self._json(200, {"success": True})
+            elif path == "/v1/faults":
+                try:
+                    data = json.loads(body or b"{}")
+                    if not isinstance(data, dict):
+                        raise ValueError("expected a JSON object {faults: [...], seed: n}")
+                    faults = [Fault.from_dict(item) for item in data.get("faults") or []]
+                    seed = data.get("seed")
+                    collector.set_faults(*faults, seed=None if seed is None else int(seed))
+                except (ValueError, TypeError) as exc:
+                    raise _Reject(400, str(exc)) from None
+                self._json(200, collector.faults())
+            else:
+                self._json(404, {"error": f"no route POST {path}"})
+        except _Reject as exc:
+            self._json(exc.status, {"error": exc.reason})
+
+    def do_DELETE(self) -> None:
+        path = urlsplit(self.path).path
+        self._read_body()
+        if path == "/v1/faults":
+            self.server.collector.set_faults()
+            self._json(200, self.server.collector.faults())
+        else:
+            self._json(404, {"error": f"no route DELETE {path}"})
+
+    # -- ingest -------------------------------------------------------------------------
+
+    def _ingest(self, path: str) -> None:
+        collector = self.server.collector
+        received_at = _now()
+        fault = collector.plan.pick()
+        if fault is not None and fault.delay and collector._stopping.wait(fault.delay):
+            self.close_connection = True
+            return
+        try:
+            body = self._read_body()
+        except _Reject as exc:
+            collector._reject(received_at, path, exc.status, exc.reason)
+            self._json(exc.status, {"success": False, "code": exc.code, "message": exc.reason})
+            return
+        with collector._counter_lock:
+            collector.requests += 1
+        if fault is not None and not fault.store and (fault.drop or fault.status):
+            self._inject(fault, path, received_at, 0)
+            return
+        try:
+            stored, answer = collector._accept(path, self.headers, body, received_at)
+        except _Reject as exc:
+            collector._reject(received_at, path, exc.status, exc.reason)
+            self._json(exc.status, {"success": False, "code": exc.code, "message": exc.reason})
+            return
+        if fault is not None and (fault.drop or fault.status):
+            self._inject(fault, path, received_at, stored)
+            return
+        self._json(200, answer)
+
+    def _inject(self, fault: Fault, path: str, received_at: str, stored: int) -> None:
+        collector = self.server.collector
+        after = f" after storing {stored} message(s)" if fault.store else ""
+        with collector._counter_lock:
+            collector.faults_injected += 1
+            collector.fault_stored_messages += stored
+        if fault.drop:
+            collector._reject(received_at, path, 0, f"injected fault: connection dropped{after}")
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        status = int(fault.status or 500)
+        headers = []
+        if fault.retry_after is not None:
+            headers.append(("Retry-After", f"{fault.retry_after:g}"))
+        collector._reject(received_at, path, status, f"injected fault: {status}{after}")
+        self._json(status, {"success": False, "code": "injected_fault",
+                            "message": f"injected fault: {status}"}, headers)
+
+
+def _int_arg(query: dict[str, str], name: str, default: int | None,
+             maximum: int | None = None) -> int | None:
+    if name not in query:
+        return default
+    try:
+        value = int(query[name])
+    except ValueError:
+        raise _Reject(400, f"{name} must be an integer, got {query[name]!r}") from None
+    if value < 0:
+        raise _Reject(400, f"{name} must be >= 0, got {value}")
+    return min(value, maximum) if maximum is not None else value
+
+
+def _decompress(body: bytes, encoding: str) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise _Reject(415, f"unsupported Content-Encoding {encoding!r} (gzip or deflate)")
+    # Bounded: a gzip bomb stops one byte past the request limit.
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, MAX_REQUEST_BYTES + 1)
+    except zlib.error as exc:
+        raise _Reject(400, f"body is not valid {encoding}: {exc}") from None
+    return data
+
+
+class Collector:
+    """A Segment-compatible collector on a local port, in this process.
+
+    ```python
+    with Collector() as collector:          # :memory: store, a free loopback port
+        client = Client("key", host=collector.url)
+        ...
+        assert collector.stats()["total"] == 10
+    ```
+
+    Thread-safe. `start()` returns once the port is listening; the server runs on
+    daemon threads. `stop()` closes every connection and returns when they are gone.
+
+    Args:
+        host, port: where to listen (port 0: a free port, see `url`).
+        db: the SQLite database: `:memory:` or a file path (kept between runs).
+        write_key: when set, requests with another key (or none) get 401.
+        strict: answer 400 to a request with any invalid message (the real API answers
+            200 and drops the invalid ones; so does the collector by default, recording
+            each in the rejections).
+        faults, seed: fault rules applied to ingest requests, with a seeded generator.
+        validator: `validator(message) -> list[str]` run on each valid message; its
+            strings are stored as the message's `violations`.
+        log: a stream for one line per batch (None: quiet).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        db: str = ":memory:",
+        write_key: str | None = None,
+        strict: bool = False,
+        faults: Iterable[Fault] = (),
+        seed: int | None = None,
+        validator: Validator | None = None,
+        log: TextIO | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.write_key = write_key
+        self.strict = strict
+        self.validator = validator
+        self.log = log
+        self.store = Store(db)
+        self.plan = FaultPlan(list(faults), seed)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._conn_lock = threading.Lock()
+        self._counter_lock = threading.Lock()
+        self._log_lock = threading.Lock()
+        self.requests = 0
+        self.faults_injected = 0
+        self.fault_stored_messages = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL to give a client as `host` (no path)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> str:
+        """Listen and serve on a background thread; returns `url`."""
+        if self._server is not None:
+            return self.url
+        self._stopping.clear()
+        server = _Server((self.host, self.port), _Handler)
+        server.collector = self
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="segment_client.collector", daemon=True,
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, close open connections and wait for their threads."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._conn_lock:
+            connections = list(self._connections.items())
+        for sock, _ in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for _, thread in connections:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def close(self) -> None:
+        """Stop and close the store."""
+        self.stop()
+        self.store.close()
+
+    def serve_forever(self) -> None:
+        """Start (if needed) and block until `stop()` or KeyboardInterrupt."""
+        self.start()
+        try:
+            while not self._stopping.wait(3600):
+                pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> Collector:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _track_connection(self, sock: socket.socket, *, add: bool) -> None:
+        with self._conn_lock:
+            if add:
+                self._connections[sock] = threading.current_thread()
+            else:
+                self._connections.pop(sock, None)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counts by type and track event, totals, duplicates, rejections, batches, faults."""
+        stats = self.store.stats()
+        with self._counter_lock:
+            stats["requests"] = self.requests
+            stats["faults_injected"] = self.faults_injected
+            stats["fault_stored_messages"] = self.fault_stored_messages
+        return stats
+
+    def events(self, **filters: Any) -> list[dict[str, Any]]:
+        """Stored records, newest first, like `GET /v1/events` (same filters; no limit)."""
+        filters.setdefault("limit", None)
+        return self.store.events(**filters)[0]
+
+    def messages(self, **filters: Any) -> list[dict[str, Any]]:
+        """Stored messages (the dicts as sent), oldest first, duplicates included."""
+        filters.setdefault("limit", None)
+        events, _ = self.store.events(oldest_first=True, **filters)
+        return [event["message"] for event in events]
+
+    def rejections(self, **filters: Any) -> list[dict[str, Any]]:
+        """Rejected requests, newest first, like `GET /v1/rejections`."""
+        filters.setdefault("limit", None)
+        return self.store.rejections(**filters)
+
+    def wait_for(self, total: int, timeout: float | None = 5.0) -> bool:
+        """Block until at least `total` messages were stored (or `timeout` passed)."""
+        return self.store.wait(lambda store: store.total >= total, timeout)
+
+    def clear(self) -> None:
+        """Empty the store and the request counters (faults stay)."""
+        self.store.clear()
+        with self._counter_lock:
+            self.requests = self.faults_injected = self.fault_stored_messages = 0
+
+    # -- faults -------------------------------------------------------------------------
+
+    def set_faults(self, *faults: Fault, seed: int | None = None) -> None:
+        """Replace the fault rules (none: no faults) and reseed the generator."""
+        self.plan.set(list(faults), seed)
+
+    def faults(self) -> dict[str, Any]:
+        """The active rules with their `injected` counters, and the seed."""
+        return self.plan.to_dict()
+
+    # -- ingest (called by handler threads) ---------------------------------------------
+
+    def _reject(self, received_at: str, path: str, status: int, reason: str) -> None:
+        self.store.add_rejection(received_at, path, status, reason)
+        if self.log is not None:
+            self._print(f"{received_at[11:23]}  {path:<12} rejected {status or 'drop'}: {reason}")
+
+    def _print(self, line: str) -> None:
+        assert self.log is not None
+        with self._log_lock, contextlib.suppress(OSError, ValueError):
+            print(line, file=self.log, flush=True)
+
+    def _check_key(self, headers: Any, data: dict[str, Any]) -> None:
+        if self.write_key is None:
+            return
+        auth = headers.get("Authorization", "")
+        key: str | None = None
+        if auth[:6].lower() == "basic ":
+            try:
+                key = base64.b64decode(auth[6:].strip(), validate=True).decode().split(":")[0]
+            except (binascii.Error, UnicodeDecodeError):
+                raise _Reject(401, "Authorization header is not valid Basic auth",
+                              "unauthorized") from None
+        elif isinstance(data.get("writeKey"), str):
+            key = data["writeKey"]
+        if not key:
+            raise _Reject(401, "missing write key (Basic auth or writeKey in the body)",
+                          "unauthorized")
+        if key != self.write_key:
+            raise _Reject(401, "invalid write key", "unauthorized")
+
+    def _accept(
+        self, path: str, headers: Any, body: bytes, received_at: str
+    ) -> tuple[int, dict[str, Any]]:
+        """Check and store one ingest request. Returns (stored, answer) or raises _Reject."""
+        single = _SINGLE_ROUTES.get(path)
+        limit = MAX_MESSAGE_BYTES if single else MAX_REQUEST_BYTES
+        if len(body) > limit:
+            raise _Reject(400, f"Exceed payload limit: request is over {limit} bytes",
+                          "too_large")
+        data_bytes = _decompress(body, headers.get("Content-Encoding", ""))
+        if len(data_bytes) > limit:
+            raise _Reject(400, f"Exceed payload limit: request is over {limit} bytes",
+                          "too_large")
+        try:
+            data = json.loads(data_bytes)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _Reject(400, f"malformed JSON: {exc}", "invalid_json") from None
+        if not isinstance(data, dict):
+            raise _Reject(400, f"the body must be a JSON object, got {type(data).__name__}")
+        self._check_key(headers, data)
+        if single:
+            messages: list[Any] = [data]
+        else:
+            batch = data.get("batch")
+            if not isinstance(batch, list):
+                raise _Reject(400, "the body needs a batch array: {\"batch\": [...]}")
+            messages = batch
+        context = data.get("context") if not single else None
+        accepted: list[StoredMessage] = []
+        problems: list[str] = []
+        for index, message in enumerate(messages):
+            if isinstance(message, dict):
+                if single and "type" not in message:
+                    message["type"] = single
+                if isinstance(context, dict) and "context" not in message:
+                    message["context"] = context  # batch-level context applies to each
+            reasons = validate_message(message, single)
+            text = _DUMPS(message)
+            # len(text) counts characters; only long texts need the exact UTF-8 size.
+            if len(text) * 4 > MAX_MESSAGE_BYTES and len(text.encode()) > MAX_MESSAGE_BYTES:
+                raise _Reject(
+                    400,
+                    f"Exceed payload limit: message {index} is {len(text.encode())} bytes "
+                    f"(limit {MAX_MESSAGE_BYTES})",
+                    "too_large",
+                )
+            if reasons:
+                problems.append(f"message {index}{_describe(message)}: {'; '.join(reasons)}")
+                continue
+            violations = self._violations(message)
+            accepted.append(StoredMessage(message, text, violations))
+        if problems and self.strict:
+            raise _Reject(400, "invalid message(s): " + " | ".join(problems), "invalid_message")
+        batch_id = uuid.uuid4().hex[:12]
+        stored, duplicates = (0, 0)
+        if accepted:
+            stored, duplicates = self.store.add_batch(batch_id, received_at, accepted)
+        for problem in problems:
+            self._reject(received_at, path, 200, f"dropped invalid {problem}")
+        if self.log is not None and accepted:
+            self._print(_batch_line(received_at, path, batch_id, accepted, duplicates))
+        answer: dict[str, Any] = {"success": True}
+        if problems:
+            answer["rejected"] = problems
+        return stored, answer
+
+    def _violations(self, message: dict[str, Any]) -> list[str]:
+        if self.validator is None:
+            return []
+        try:
+            return [str(v) for v in self.validator(message)]
+        except Exception as exc:  # noqa: BLE001 - a broken plan must not break ingestion
+            return [f"validator raised {type(exc).__name__}: {exc}"]
+
+
+def _describe(message: Any) -> str:
+    if not isinstance(message, dict):
+        return ""
+    parts = [str(message.get("type", "?"))]
+    if message.get("messageId"):
+        parts.append(f"messageId={message['messageId']}")
+    return f" ({', '.join(parts)})"
+
+
+def _batch_line(
+    received_at: str, path: str, batch_id: str, accepted: list[StoredMessage], duplicates: int
+) -> str:
+    counts: dict[str, int] = {}
+    for item in accepted:
+        kind = str(item.message.get("type"))
+        counts[kind] = counts.get(kind, 0) + 1
+    by_type = " ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    dup = f"  {duplicates} duplicate(s)" if duplicates else ""
+    return (
+        f"{received_at[11:23]}  {path:<12} batch {batch_id}  {len(accepted):>4} msg  "
+        f"{by_type}{dup}"
+    )

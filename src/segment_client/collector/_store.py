@@ -1,0 +1,265 @@
+"""The collector's SQLite store: accepted messages, rejected requests and live counters.
+
+One connection guarded by one lock (SQLite serialises writers anyway); a batch is
+written with one `executemany` and one commit. Counters live in memory (rebuilt from
+the file when one is reopened), so `stats()` never scans the table. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Store", "StoredMessage"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    duplicate INTEGER NOT NULL,
+    type TEXT,
+    event TEXT,
+    user_id TEXT,
+    anonymous_id TEXT,
+    message_id TEXT,
+    violations TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_message_id ON events (message_id);
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+_EVENT_COLUMNS = "id, received_at, batch_id, duplicate, violations, message"
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One accepted message, ready to insert: the parsed form and its JSON text."""
+
+    message: dict[str, Any]
+    text: str
+    violations: list[str]
+
+
+def _text_id(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class Store:
+    """Accepted messages and rejections in SQLite, plus in-memory counters. Thread-safe."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.changed = threading.Condition(self._lock)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        if path != ":memory:":
+            # A development store: losing the last batch on a power cut is acceptable,
+            # waiting for fsync on every batch is not.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=OFF")
+        self._db.executescript(_SCHEMA)
+        self._recent: deque[tuple[int, int]] = deque()  # (second, messages) for 60 s
+        self._load_counters()
+
+    def _load_counters(self) -> None:
+        db = self._db
+        self.by_type: Counter[str] = Counter(
+            dict(db.execute("SELECT type, COUNT(*) FROM events GROUP BY type").fetchall())
+        )
+        self.by_event: Counter[str] = Counter(
+            dict(
+                db.execute(
+                    "SELECT event, COUNT(*) FROM events WHERE type = 'track' GROUP BY event"
+                ).fetchall()
+            )
+        )
+        self.total = sum(self.by_type.values())
+        self.duplicates = db.execute("SELECT COUNT(*) FROM events WHERE duplicate").fetchone()[0]
+        self.batches = db.execute("SELECT COUNT(DISTINCT batch_id) FROM events").fetchone()[0]
+        self.with_violations = db.execute(
+            "SELECT COUNT(*) FROM events WHERE violations != '[]'"
+        ).fetchone()[0]
+        self.rejected_requests = db.execute("SELECT COUNT(*) FROM rejections").fetchone()[0]
+        self.seen: set[str] = {
+            row[0]
+            for row in db.execute("SELECT message_id FROM events WHERE message_id IS NOT NULL")
+        }
+
+    # -- writes -------------------------------------------------------------------------
+
+    def add_batch(
+        self, batch_id: str, received_at: str, messages: Sequence[StoredMessage]
+    ) -> tuple[int, int]:
+        """Store one accepted request's messages. Returns (stored, duplicates)."""
+        rows = []
+        duplicates = 0
+        with self._lock:
+            seen = self.seen
+            for item in messages:
+                message = item.message
+                message_id = _text_id(message.get("messageId"))
+                duplicate = message_id is not None and message_id in seen
+                if message_id is not None:
+                    seen.add(message_id)
+                duplicates += duplicate
+                kind = message.get("type")
+                event = message.get("event") if kind == "track" else None
+                rows.append((
+                    received_at, batch_id, duplicate, kind, event,
+                    _text_id(message.get("userId")), _text_id(message.get("anonymousId")),
+                    message_id, json.dumps(item.violations), item.text,
+                ))
+                self.by_type[str(kind)] += 1
+                if kind == "track":
+                    self.by_event[str(event)] += 1
+                self.with_violations += bool(item.violations)
+            self._db.executemany(
+                "INSERT INTO events (received_at, batch_id, duplicate, type, event, user_id,"
+                " anonymous_id, message_id, violations, message)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self.total += len(rows)
+            self.duplicates += duplicates
+            self.batches += 1
+            second = int(time.monotonic())
+            if self._recent and self._recent[-1][0] == second:
+                self._recent[-1] = (second, self._recent[-1][1] + len(rows))
+            else:
+                self._recent.append((second, len(rows)))
+            self.changed.notify_all()
+        return len(rows), duplicates
+
+    def add_rejection(self, received_at: str, path: str, status: int, reason: str) -> None:
+        """Record one rejected request (or rejected message) and why."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO rejections (received_at, path, status, reason) VALUES (?, ?, ?, ?)",
+                (received_at, path, status, reason),
+            )
+            self.rejected_requests += 1
+            self.changed.notify_all()
+
+    def clear(self) -> None:
+        """Forget everything: events, rejections and counters."""
+        with self._lock:
+            self._db.execute("DELETE FROM events")
+            self._db.execute("DELETE FROM rejections")
+            self._recent.clear()
+            self._load_counters()
+            self.changed.notify_all()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- reads --------------------------------------------------------------------------
+
+    def events(
+        self,
+        *,
+        type: str | None = None,
+        event: str | None = None,
+        user_id: str | None = None,
+        q: str | None = None,
+        after: int | None = None,
+        limit: int | None = 100,
+        oldest_first: bool = False,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Stored messages matching every given filter, newest first, and the last id."""
+        where: list[str] = []
+        args: list[Any] = []
+        if type:
+            where.append("type = ?")
+            args.append(type)
+        if event:
+            where.append("event = ?")
+            args.append(event)
+        if user_id:
+            where.append("(user_id = ? OR anonymous_id = ?)")
+            args += [user_id, user_id]
+        if q:
+            where.append("instr(lower(message), lower(?)) > 0")
+            args.append(q)
+        if after is not None:
+            where.append("id > ?")
+            args.append(after)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id " + ("ASC" if oldest_first else "DESC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+            last = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        events = [
+            {
+                "id": row[0],
+                "receivedAt": row[1],
+                "batchId": row[2],
+                "duplicate": bool(row[3]),
+                "violations": json.loads(row[4]),
+                "message": json.loads(row[5]),
+            }
+            for row in rows
+        ]
+        return events, last
+
+    def rejections(
+        self, *, after: int | None = None, limit: int | None = 100
+    ) -> list[dict[str, Any]]:
+        """Rejected requests, newest first."""
+        sql = "SELECT id, received_at, path, status, reason FROM rejections"
+        args: list[Any] = []
+        if after is not None:
+            sql += " WHERE id > ?"
+            args.append(after)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [
+            {"id": r[0], "receivedAt": r[1], "path": r[2], "status": r[3], "reason": r[4]}
+            for r in rows
+        ]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: totals, by type, by track event, duplicates, rejections, batches."""
+        now = int(time.monotonic())
+        with self._lock:
+            while self._recent and self._recent[0][0] <= now - 60:
+                self._recent.popleft()
+            return {
+                "total": self.total,
+                "unique": len(self.seen),
+                "duplicates": self.duplicates,
+                "by_type": dict(sorted(self.by_type.items())),
+                "by_event": dict(sorted(self.by_event.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "batches": self.batches,
+                "rejected_requests": self.rejected_requests,
+                "with_violations": self.with_violations,
+                "messages_last_minute": sum(n for _, n in self._recent),
+            }
+
+    def wait(self, predicate: Callable[[Store], bool], timeout: float | None) -> bool:
+        """Block until `predicate(self)` holds (checked on every change) or `timeout`."""
+        with self._lock:
+            return self.changed.wait_for(lambda: predicate(self), timeout)
