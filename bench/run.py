@@ -38,9 +38,9 @@ SCENARIOS = ["caller", "throughput", "rss"]
 
 SIZES: dict[str, dict[str, int]] = {
     "full": {"caller": 20_000, "throughput": 100_000, "rss": 50_000, "json": 20_000,
-             "rawpost": 100_000, "reps": 3},
+             "rawpost": 100_000, "rawpost_collector": 20_000, "reps": 3},
     "quick": {"caller": 500, "throughput": 2_000, "rss": 2_000, "json": 2_000,
-              "rawpost": 2_000, "reps": 1},
+              "rawpost": 2_000, "rawpost_collector": 1_000, "reps": 1},
 }
 
 # (figure, unit, key in results, better, target ratio ours/baseline)
@@ -124,24 +124,27 @@ def machine() -> dict[str, Any]:
 
 
 class Server:
-    """The loopback collector: bench/sink.py in its own process."""
+    """A loopback collector in its own process: bench/sink.py (`sink`), or the project's
+    own collector, segment_client.collector (`collector`)."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, kind: str = "sink") -> None:
+        self.kind = kind
         self._dir = tempfile.TemporaryDirectory(prefix="segment-bench-")
         port_file = Path(self._dir.name) / "port"
-        self.proc = subprocess.Popen(
-            [python, str(BENCH / "sink.py"), "--port-file", str(port_file)]
-        )
+        script = "sink.py" if kind == "sink" else "serve_collector.py"
+        self.proc = subprocess.Popen([python, str(BENCH / script), "--port-file", str(port_file)])
         deadline = time.monotonic() + 30
         while not port_file.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the sink did not start")
+                self.proc.kill()
+                raise SystemExit(f"the {kind} did not start")
             time.sleep(0.02)
         self.url = f"http://127.0.0.1:{port_file.read_text()}"
 
     def reset(self) -> None:
+        path = "/_reset" if self.kind == "sink" else "/v1/clear"
         urllib.request.urlopen(
-            urllib.request.Request(self.url + "/_reset", data=b"", method="POST"), timeout=10
+            urllib.request.Request(self.url + path, data=b"", method="POST"), timeout=10
         ).read()
 
     def stop(self) -> None:
@@ -155,7 +158,8 @@ class Server:
 
 def run_worker(python: str, server: Server, scenario: str, client: str, n: int) -> dict[str, Any]:
     server.reset()
-    cmd = [python, str(WORKER), scenario, client, "--url", server.url, "--n", str(n)]
+    cmd = [python, str(WORKER), scenario, client, "--url", server.url, "--n", str(n),
+           "--server", server.kind]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -176,7 +180,9 @@ def check_counts(scenario: str, client: str, result: dict[str, Any]) -> str | No
     return None
 
 
-def measure(python: str, clients: list[str], sizes: dict[str, int], reps: int) -> dict[str, Any]:
+def measure(
+    python: str, clients: list[str], sizes: dict[str, int], reps: int, with_collector: bool
+) -> dict[str, Any]:
     server = Server(python)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {c: {s: [] for s in SCENARIOS}
                                                         for c in clients}
@@ -202,7 +208,40 @@ def measure(python: str, clients: list[str], sizes: dict[str, int], reps: int) -
                     print(f"  {scenario:10} {client:26} {summary(scenario, result)}", flush=True)
     finally:
         server.stop()
-    return {"raw": raw, "ceilings": ceilings, "failures": failures}
+    collector = measure_collector(python, clients, sizes, reps, failures) if with_collector else {}
+    return {"raw": raw, "ceilings": ceilings, "failures": failures, "collector": collector}
+
+
+def measure_collector(
+    python: str, clients: list[str], sizes: dict[str, int], reps: int, failures: list[str]
+) -> dict[str, Any]:
+    """The project's own collector: its raw POST ceiling, and exact-count runs through it.
+
+    posthog is left out: it posts its own wire format to /batch/, which a Segment
+    collector does not accept.
+    """
+    print("the project's collector (segment_client.collector)", flush=True)
+    server = Server(python, "collector")
+    out: dict[str, Any] = {"rawpost": [], "throughput": {}}
+    try:
+        for _ in range(reps):
+            result = run_worker(python, server, "rawpost", "-", sizes["rawpost_collector"])
+            out["rawpost"].append(result)
+            if error := check_counts("collector rawpost", "-", result):
+                failures.append(error)
+            print(f"  rawpost    {'-':26} {result['events_per_s']:,.0f} events/s", flush=True)
+        for client in clients:
+            if client == "posthog":
+                continue
+            result = run_worker(python, server, "throughput", client, sizes["throughput"])
+            out["throughput"][client] = result
+            if error := check_counts("collector throughput", client, result):
+                failures.append(error)
+                print("FAILED:", error, flush=True)
+            print(f"  throughput {client:26} {summary('throughput', result)}", flush=True)
+    finally:
+        server.stop()
+    return out
 
 
 def summary(scenario: str, r: dict[str, Any]) -> str:
@@ -232,7 +271,13 @@ def aggregate(measured: dict[str, Any]) -> dict[str, Any]:
         "event_bytes": med(measured["ceilings"]["json"], "bytes"),
         "rawpost_events_per_s": med(measured["ceilings"]["rawpost"], "events_per_s"),
     }
-    return {"figures": figures, "ceilings": ceilings}
+    collector = measured.get("collector") or {}
+    if collector.get("rawpost"):
+        ceilings["collector_rawpost_events_per_s"] = med(collector["rawpost"], "events_per_s")
+    through = {c: {"events_per_s": r["events_per_s"], "delivered": r["delivered"],
+                   "sent": r["sent"], "unique": r["unique"]}
+               for c, r in (collector.get("throughput") or {}).items()}
+    return {"figures": figures, "ceilings": ceilings, "through_collector": through}
 
 
 def ratios(
@@ -385,6 +430,31 @@ def write_report(path: Path, data: dict[str, Any], chart_name: str) -> None:
         f"- Raw keep-alive POST loop of pre-encoded 100-message batches (`http.client`, one "
         f"connection, no gzip) to the same collector: {ceilings['rawpost_events_per_s']:,.0f} "
         "events/s. No client can deliver faster than the collector accepts.",
+    ]
+    if "collector_rawpost_events_per_s" in ceilings:
+        lines += [
+            "- The same raw POST loop against the project's own collector "
+            "(`segment_client.collector`, stdlib `ThreadingHTTPServer` + SQLite): "
+            f"{ceilings['collector_rawpost_events_per_s']:,.0f} events/s. That is "
+            f"{ceilings['collector_rawpost_events_per_s'] / ceilings['rawpost_events_per_s']:.0%}"
+            " of the counting sink's ceiling, so the collector would be the bottleneck of "
+            "the throughput figures: they are measured against the sink, and the collector "
+            "is used for the exact-count runs below.",
+            "",
+            "## Through the project's own collector (correctness)",
+            "",
+            f"{data['sizes']['throughput']:,} tracks per client, once, through "
+            "`segment_client.collector`; the collector's stored count and distinct "
+            "messageIds must equal what was sent (posthog is left out: it posts its own "
+            "format to `/batch/`).",
+            "",
+            "| client | sent | stored | distinct ids | events/s (collector-bound) |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for client, r in data["through_collector"].items():
+            lines.append(f"| {client} | {r['sent']:,} | {r['delivered']:,} | {r['unique']:,} "
+                         f"| {r['events_per_s']:,.0f} |")
+    lines += [
         "",
         "## What is measured",
         "",
@@ -432,6 +502,8 @@ def main() -> None:
                         help="use this interpreter instead of bench/.venv (smoke test)")
     parser.add_argument("--results", type=Path,
                         help="write the JSON results here (default bench/results.json)")
+    parser.add_argument("--no-collector", action="store_true",
+                        help="skip the runs through the project's own collector")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs",
                         help="where performance.md and performance.png go")
     args = parser.parse_args()
@@ -450,7 +522,7 @@ def main() -> None:
     started = machine()
     t0 = time.monotonic()
 
-    measured = measure(sys.executable, clients, sizes, reps)
+    measured = measure(sys.executable, clients, sizes, reps, not args.no_collector)
     agg = aggregate(measured)
     data: dict[str, Any] = {
         "command": command,
@@ -462,7 +534,8 @@ def main() -> None:
         "sizes": sizes,
         "reps": reps,
         "collector": "bench/sink.py, an asyncio keep-alive HTTP server in its own process "
-                     "that decodes every body and counts messages and distinct ids.",
+                     "that decodes (gunzips) every body and counts messages and distinct "
+                     "ids. The project's own collector is measured too (see the ceilings).",
         "notes": [],
         **agg,
         "ratios": ratios(agg["figures"], agg["ceilings"]),
@@ -494,7 +567,11 @@ def print_summary(data: dict[str, Any]) -> None:
               f"{f['rss_bytes_per_message']:9,.0f}")
     c = data["ceilings"]
     print(f"ceilings: json.dumps {c['json_dumps_ns']:,.0f} ns; raw POST "
-          f"{c['rawpost_events_per_s']:,.0f} events/s")
+          f"{c['rawpost_events_per_s']:,.0f} events/s (sink), "
+          f"{c.get('collector_rawpost_events_per_s', 0):,.0f} events/s (collector)")
+    for client, r in data["through_collector"].items():
+        print(f"through the collector: {client} {r['delivered']}/{r['sent']} stored, "
+              f"{r['unique']} distinct, {r['events_per_s']:,.0f} events/s")
     for r in data["ratios"]:
         print(f"  {r['figure']:36} {fmt_ratio(r['ratio'], r['better']):>8}  target "
               f"{fmt_ratio(r['target'], r['better']):>6}  {'met' if r['met'] else 'NOT met'}")

@@ -95,15 +95,22 @@ def make_adapter(name: str, url: str) -> Adapter:
 # -- helpers -----------------------------------------------------------------------------
 
 
+SERVER = "sink"  # or "collector": the project's own collector (set from --server)
+
+
 def sink_stats(url: str) -> dict[str, int]:
+    """Messages and distinct ids the server holds, from bench/sink.py or the collector."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
-        conn.request("GET", "/_stats")
+        conn.request("GET", "/v1/stats" if SERVER == "collector" else "/_stats")
         result: dict[str, int] = json.loads(conn.getresponse().read())
-        return result
     finally:
         conn.close()
+    if SERVER == "collector":
+        return {"messages": result["total"], "unique": result["unique"],
+                "requests": result["batches"]}
+    return result
 
 
 def wait_for_messages(url: str, n: int, timeout: float) -> dict[str, int]:
@@ -275,7 +282,10 @@ def main() -> None:
     parser.add_argument("client")
     parser.add_argument("--url", required=True)
     parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--server", choices=["sink", "collector"], default="sink")
     args = parser.parse_args()
+    global SERVER
+    SERVER = args.server
     if args.scenario == "caller":
         result = caller(args.client, args.url, args.n)
     elif args.scenario == "throughput":
