@@ -9,8 +9,8 @@ and returns a new dict: the caller's dicts are copied at the top level and never
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,7 +41,9 @@ LIBRARY: dict[str, str] = {"name": LIBRARY_NAME, "version": __version__}
 # Segment dedupes on messageId and documents a 100-character limit for it.
 MAX_MESSAGE_ID_LENGTH = 100
 
-_uuid4 = uuid.uuid4
+_urandom = os.urandom
+# The RFC 4122 variant digit for each random hex digit: 10xx in binary.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 # (second, "YYYY-MM-DDTHH:MM:SS") for the current second: formatting the date part is
 # the costly bit of a timestamp, and most calls share their second with the previous one.
@@ -49,8 +51,13 @@ _second_cache: tuple[int, str] = (-1, "")
 
 
 def new_message_id() -> str:
-    """Return a fresh random message id (UUID4 text)."""
-    return str(_uuid4())
+    """Return a fresh random message id: UUID version 4 text, from `os.urandom`.
+
+    The same as `str(uuid.uuid4())` at a fraction of the cost (no UUID object).
+    Thread-safe and fork-safe: every id comes straight from the kernel's generator.
+    """
+    h = _urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def now_timestamp() -> str:
@@ -142,7 +149,7 @@ def _base(
     message_id: object,
 ) -> Message:
     if message_id is None:
-        mid = str(_uuid4())
+        mid = new_message_id()
     else:
         mid = _required_id(message_id, "message_id")
         if len(mid) > MAX_MESSAGE_ID_LENGTH:
