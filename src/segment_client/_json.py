@@ -39,8 +39,9 @@ def convert(value: Any) -> Any:
     if isinstance(value, uuid.UUID | PurePath):
         return str(value)
     if isinstance(value, enum.Enum):
-        inner = value.value
-        return inner if isinstance(inner, str) else str(inner)
+        # Its value, encoded in turn: what orjson does natively and what the stdlib
+        # already does for IntEnum/StrEnum, so both encoders send the same JSON.
+        return value.value
     if isinstance(value, set | frozenset):
         return list(value)
     if isinstance(value, bytes | bytearray | memoryview):
