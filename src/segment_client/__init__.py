@@ -27,6 +27,7 @@ from ._exceptions import (
     SegmentError,
     TransportError,
 )
+from ._oauth import OAuthError, OAuthSettings
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import (
@@ -52,6 +53,8 @@ __all__ = [
     "MessageQueue",
     "MessageTooLargeError",
     "MissingDependencyError",
+    "OAuthError",
+    "OAuthSettings",
     "QueueFullError",
     "RetryPolicy",
     "SegmentError",

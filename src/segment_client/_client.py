@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +23,8 @@ from ._messages import (
     build_track,
 )
 from ._middleware import Middleware, run_chain
+from ._network import check_host_typo, oauth_server_for, resolve_host, session_options
+from ._oauth import OAuthSettings, OAuthTransport
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import current_defaults
@@ -94,6 +96,12 @@ class Client:
         retry_base_delay, retry_max_delay: the exponential backoff's first ceiling and cap.
         rate_limit_budget: seconds one batch may wait on 429 Retry-After in total.
         queue: a custom `MessageQueue` factory (the on-disk spool uses this seam).
+        region: "us" or "eu": Segment's host for that region (instead of `host`).
+        proxies: requests-style `{"https": "http://proxy:3128"}`; the HTTPS_PROXY /
+            NO_PROXY environment variables apply when not given.
+        verify: True, False or the path of a CA bundle for TLS verification.
+        cert: the client certificate: a PEM path, or a (certificate, key) path tuple.
+        oauth: `OAuthSettings` to authenticate with OAuth bearer tokens (extra `oauth`).
     """
 
     def __init__(
@@ -117,6 +125,11 @@ class Client:
         retry_max_delay: float = 60.0,
         rate_limit_budget: float = 600.0,
         queue: Callable[[], MessageQueue] | None = None,
+        region: str | None = None,
+        proxies: Mapping[str, str] | None = None,
+        verify: bool | str | None = None,
+        cert: str | tuple[str, str] | None = None,
+        oauth: OAuthSettings | None = None,
     ) -> None:
         if write_key is None:
             write_key = os.environ.get("SEGMENT_WRITE_KEY") or None
@@ -125,9 +138,19 @@ class Client:
                 "write_key is required: pass Client('WRITE_KEY') or set SEGMENT_WRITE_KEY"
                 + ("" if write_key is None else f" (got {type(write_key).__name__})")
             )
+        host = resolve_host(host, region)
         if host is None:
             host = os.environ.get("SEGMENT_HOST") or DEFAULT_HOST
         self.host = _normalise_host(host)
+        check_host_typo(self.host)
+        network = session_options(proxies, verify, cert)
+        if oauth is not None and not isinstance(oauth, OAuthSettings):
+            raise ConfigurationError(f"oauth must be an OAuthSettings, got {type(oauth).__name__}")
+        if transport is not None and (network or oauth is not None):
+            raise ConfigurationError(
+                "proxies=, verify=, cert= and oauth= configure the built-in HTTP transport; "
+                "they cannot be combined with transport="
+            )
         if not isinstance(path, str) or not path.startswith("/"):
             raise ConfigurationError(f"path must start with '/', got {path!r}")
         _check_number("flush_at", flush_at, minimum=1, maximum=MAX_BATCH_MESSAGES, integer=True)
@@ -158,8 +181,8 @@ class Client:
         self.shutdown_timeout = shutdown_timeout
         self._write_key = write_key
         self._middleware: tuple[Middleware, ...] = ()
-        self._transport = transport or HTTPTransport(
-            write_key, url=self.host + path, timeout=request_timeout, gzip=gzip
+        self._transport = transport or _http_transport(
+            write_key, self.host, path, request_timeout, gzip, network, oauth
         )
         self._consumer = Consumer(
             queue_factory=queue or (lambda: MemoryQueue(max_queue_size)),
@@ -380,6 +403,31 @@ class Client:
         """A snapshot of message counts (queued, delivered, failed, dropped...)."""
         return self._consumer.stats()
 
+    # -- asyncio: the waits run in a worker thread, so the event loop keeps running ----
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """`flush()` for coroutines: awaitable, never blocks the event loop."""
+        import asyncio  # here: the library's import time stays small for sync users
+
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = None) -> bool:
+        """`close_and_flush()` for coroutines (FastAPI lifespan, async workers)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.close_and_flush, timeout)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
     def __enter__(self) -> Client:
         return self
 
@@ -391,3 +439,15 @@ class Client:
     ) -> None:
         self.close_and_flush()
 
+
+def _http_transport(
+    write_key: str, host: str, path: str, timeout: float, gzip: bool,
+    network: dict[str, Any], oauth: OAuthSettings | None,
+) -> HTTPTransport:
+    options: dict[str, Any] = {
+        "url": host + path, "timeout": timeout, "gzip": gzip, "session_options": network,
+    }
+    if oauth is None:
+        return HTTPTransport(write_key, **options)
+    server = oauth.auth_server or oauth_server_for(host)
+    return OAuthTransport(write_key, oauth=oauth, auth_server=server, **options)

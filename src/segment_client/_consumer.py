@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _uwsgi
 from ._batch import MAX_REQUEST_BYTES, body_overhead
 from ._exceptions import (
     APIError,
@@ -180,6 +181,8 @@ class Consumer:
         # Held by whoever is taking and delivering a batch (the thread, an inline drain,
         # a sync_mode caller): one batch in flight at a time keeps order and counters exact.
         self._delivery_lock = threading.Lock()
+        self._inline = False  # uWSGI without threads: callers send (see _put_inline)
+        self._inline_since = 0.0
 
     def _reset_after_fork(self) -> None:
         # The child inherits copies of the parent's queue and locks (possibly held by a
@@ -206,8 +209,11 @@ class Consumer:
                 [message],
             )
             return False
-        if self._thread is None:
+        if self._thread is None and not self._inline:
             self._start()
+        if self._inline:
+            self._put_inline(depth)
+            return True
         if (depth == 1 or depth >= self._flush_at) and not self._wake.is_set():
             self._wake.set()
         return True
@@ -242,7 +248,17 @@ class Consumer:
 
     def _start(self) -> None:
         with self._start_lock:
-            if self._thread is not None:
+            if self._thread is not None or self._inline:
+                return
+            if _uwsgi.threads_unavailable():
+                self._inline = True
+                logger.warning(
+                    "segment_client: uWSGI is running without --enable-threads, so the "
+                    "background sender cannot run. Messages are sent from the calling "
+                    "thread instead (every flush_at messages or flush_interval seconds, "
+                    "and by client.flush()). Set `enable-threads = true` in the uWSGI "
+                    "config, or call client.flush() at the end of each request."
+                )
                 return
             thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
             try:
@@ -259,6 +275,15 @@ class Consumer:
                 mp_util.Finalize(
                     None, _close_at_exit, args=(weakref.ref(self),), exitpriority=10
                 )
+
+    def _put_inline(self, depth: int) -> None:
+        # No thread can run (uWSGI without threads): the caller sends when a batching
+        # trigger is due; retries are bounded by exit_timeout so a request never hangs long.
+        now = self._clock()
+        if depth == 1:
+            self._inline_since = now
+        if depth >= self._flush_at or now - self._inline_since >= self._flush_interval:
+            self._drain_inline(now + self._exit_timeout)
 
     def _send_now(self, data: bytes) -> bool:
         # sync_mode: the caller's thread delivers, one request at a time per client so the

@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import requests
 
@@ -70,6 +71,11 @@ class HTTPTransport:
         self._timeout = timeout
         self._gzip = gzip
         self._session_options = dict(session_options or {})
+        # Also passed per request: requests lets HTTPS_PROXY / REQUESTS_CA_BUNDLE override
+        # session attributes, and an explicit Client option must win over the environment.
+        self._request_options = {
+            k: v for k, v in self._session_options.items() if k in ("proxies", "verify", "cert")
+        }
         token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
         self._headers = {
             "Content-Type": "application/json",
@@ -101,6 +107,15 @@ class HTTPTransport:
         """Headers for the next request; a subclass may refresh credentials here."""
         return self._headers
 
+    def secrets(self) -> tuple[str, ...]:
+        """Credentials redacted from every error text (a subclass adds its own)."""
+        proxies = self._request_options.get("proxies") or {}
+        passwords = (urlsplit(url).password for url in proxies.values())
+        return (
+            self._write_key, self._headers.get("Authorization", "")[6:],
+            *(p for p in passwords if p),
+        )
+
     def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
         body = build_body(batch, now_timestamp(), self._write_key)
         if self._gzip:
@@ -110,16 +125,19 @@ class HTTPTransport:
             headers = {**headers, "X-Retry-Count": str(retry_count)}
         session = self._get_session()
         try:
-            response = session.post(self.url, data=body, headers=headers, timeout=self._timeout)
+            response = session.post(
+                self.url, data=body, headers=headers, timeout=self._timeout,
+                **self._request_options,
+            )
         except requests.RequestException as exc:
-            reason = _redact(str(exc), self._write_key)
+            reason = _redact(str(exc), self.secrets())
             raise TransportError(f"{type(exc).__name__}: {reason}") from None
         if 200 <= response.status_code < 300:
             response.close()
             return
         raise APIError(
             response.status_code,
-            _redact(response.text, self._write_key),
+            _redact(response.text, self.secrets()),
             parse_retry_after(response.headers.get("Retry-After")),
         )
 
@@ -130,5 +148,8 @@ class HTTPTransport:
             session.close()
 
 
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
