@@ -13,6 +13,7 @@ import pytest
 
 from segment_client import _json
 from segment_client._messages import build_track, new_message_id
+from segment_client._transport import HTTPTransport
 
 
 def test_message_ids_are_distinct_uuid4_text() -> None:
@@ -81,3 +82,28 @@ def test_a_built_message_encodes_identically_on_both_paths(
     fast = _json.dumps(message)
     monkeypatch.setattr(_json, "_fast_dumps", None)
     assert _json.dumps(message) == fast
+
+
+def test_the_session_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxy and CA variables are resolved for the transport's URL when its session is
+    made; requests then stops re-reading them on every request."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                 "https_proxy", "all_proxy", "no_proxy", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/tmp/bundle.pem")
+    transport = HTTPTransport("wk", url="https://api.segment.io/v1/batch")
+    session = transport._get_session()
+    assert session.trust_env is False
+    assert session.proxies == {"https": "http://proxy.invalid:3128"}
+    assert session.verify == "/tmp/bundle.pem"
+    transport.close()
+
+    monkeypatch.setenv("NO_PROXY", "api.segment.io")
+    explicit = HTTPTransport(
+        "wk", url="https://api.segment.io/v1/batch", session_options={"verify": False}
+    )
+    session = explicit._get_session()
+    assert session.proxies == {}
+    assert session.verify is False
+    explicit.close()

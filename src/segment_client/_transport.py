@@ -100,6 +100,8 @@ class HTTPTransport:
                 session = requests.Session()
                 for name, value in self._session_options.items():
                     setattr(session, name, value)
+                if session.trust_env:
+                    _freeze_environment(session, self.url, self._request_options)
                 self._session = session
             return self._session
 
@@ -146,6 +148,28 @@ class HTTPTransport:
             session, self._session = self._session, None
         if session is not None and self._pid == os.getpid():
             session.close()
+
+
+def _freeze_environment(
+    session: requests.Session, url: str, explicit: Mapping[str, Any]
+) -> None:
+    """Resolve once what requests would read from the environment on every request.
+
+    With `trust_env`, each request re-reads the proxy variables (walking all of
+    `os.environ`), the CA bundle variables and ~/.netrc: about a third of requests'
+    per-request cost. The transport only ever posts to `url`, so the result is the
+    same each time; it is computed here, with the explicit options still winning,
+    and the session stops looking. (~/.netrc is no longer consulted: it could only
+    have replaced the write key's Authorization header.)
+    """
+    settings = session.merge_environment_settings(
+        url, dict(explicit.get("proxies") or {}), None, explicit.get("verify"),
+        explicit.get("cert"),
+    )
+    session.proxies = settings["proxies"]
+    session.verify = settings["verify"]
+    session.cert = settings["cert"]
+    session.trust_env = False
 
 
 def _redact(text: str, secrets: Sequence[str]) -> str:
