@@ -33,7 +33,9 @@ VENV = BENCH / ".venv"
 WORKER = BENCH / "worker.py"
 OURS = "segment-client"
 BASELINE = "segment-analytics-python"
-CLIENTS = [OURS, BASELINE, "rudder-sdk-python", "posthog"]
+# segment-client-stdlib: segment-client with orjson hidden, as installed without [fast].
+STDLIB = "segment-client-stdlib"
+CLIENTS = [OURS, STDLIB, BASELINE, "rudder-sdk-python", "posthog"]
 SCENARIOS = ["caller", "throughput", "rss"]
 
 SIZES: dict[str, dict[str, int]] = {
@@ -73,7 +75,7 @@ def ensure_venv() -> Path:
         print("installing the pinned peers and this checkout into bench/.venv ...", flush=True)
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         subprocess.run([*pip, "-r", str(BENCH / "requirements.txt")], check=True)
-        subprocess.run([*pip, "-e", str(ROOT)], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}[fast]"], check=True)
         stamp.write_text(digest)
     return python
 
@@ -88,7 +90,10 @@ def versions(clients: list[str]) -> dict[str, str]:
     out = {}
     for name in clients:
         try:
-            out[name] = version(name)
+            if name == STDLIB:
+                out[name] = version(OURS) + " (no orjson)"
+            else:
+                out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "?"
     return out
@@ -475,6 +480,8 @@ def write_report(path: Path, data: dict[str, Any], chart_name: str) -> None:
         "socket that listens but never accepts, so the first request never gets an "
         "answer); the growth of the resident set (after `gc.collect()`) divided by the "
         "number of queued messages.",
+        f"- **{OURS}** is installed with its `[fast]` extra (orjson); **{STDLIB}** is the "
+        "same code with orjson hidden from it, i.e. a plain `pip install segment-client`.",
         "- **Settings**: every client runs with its own defaults (batch size 100 for all; "
         "gzip on for segment-client and rudder-sdk-python, off for "
         "segment-analytics-python and posthog), except the host and a queue bound of "

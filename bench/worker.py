@@ -63,8 +63,14 @@ class Adapter:
 
 def make_adapter(name: str, url: str) -> Adapter:
     a = Adapter()
-    if name == "segment-client":
-        from segment_client import Client
+    if name in ("segment-client", "segment-client-stdlib"):
+        if name == "segment-client-stdlib":
+            sys.modules["orjson"] = None  # type: ignore[assignment]  # as if not installed
+        from segment_client import Client, _json
+
+        if (_json._fast_dumps is None) != (name == "segment-client-stdlib"):
+            state = "missing" if _json._fast_dumps is None else "present"
+            raise SystemExit(f"{name}: orjson is {state} (pip install -e '.[fast]')")
 
         ours = Client(WRITE_KEY, host=url, max_queue_size=QUEUE)
         a.track = lambda i, p: ours.track(f"user-{i % 1000}", EVENT, p)
