@@ -105,7 +105,10 @@ def dumps(value: Any) -> bytes:
     """Encode `value` as compact UTF-8 JSON; never raises on awkward values."""
     if _fast_dumps is not None:
         try:
-            return _fast_dumps(value)
+            # A copy of exactly the right size: orjson shrinks its output buffer in place,
+            # and a queue of thousands of those shrunk blocks fragments the heap to ~4 KB
+            # of RSS per message (measured) instead of ~0.7 KB.
+            return memoryview(_fast_dumps(value)).tobytes()
         except TypeError:  # orjson.JSONEncodeError: let the stdlib path convert it
             pass
     try:
