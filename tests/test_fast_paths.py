@@ -107,3 +107,23 @@ def test_the_session_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch)
     assert session.proxies == {}
     assert session.verify is False
     explicit.close()
+
+
+def test_message_ids_after_fork_are_not_the_parents() -> None:
+    """The child must not hand out ids the parent already made (they would dedupe)."""
+    import os
+
+    new_message_id()  # fill the parent's pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        os.write(write, "\n".join(new_message_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_ids = pipe.read().split("\n")
+    os.waitpid(pid, 0)
+    parent_ids = [new_message_id() for _ in range(5)]
+    assert len(child_ids) == 5
+    assert not set(child_ids) & set(parent_ids)
