@@ -195,19 +195,27 @@ def _base(
                 f"message_id must be at most {MAX_MESSAGE_ID_LENGTH} characters, "
                 f"got {len(mid)}"
             )
-    ctx = _mapping(context, "context")
-    # A new dict: the caller's context is never mutated.
-    ctx = {**ctx, "library": LIBRARY} if ctx else {"library": LIBRARY}
+    # The common call passes no context, timestamp or integrations: those branches skip
+    # a function call each (this runs on every call, on the caller's thread).
+    if context is None:
+        ctx: dict[str, Any] = {"library": LIBRARY}
+    else:
+        ctx = _mapping(context, "context")
+        # A new dict: the caller's context is never mutated.
+        ctx = {**ctx, "library": LIBRARY} if ctx else {"library": LIBRARY}
     return {
         "type": kind,
         "messageId": mid,
-        "timestamp": _timestamp(timestamp),
+        "timestamp": now_timestamp() if timestamp is None else _timestamp(timestamp),
         "context": ctx,
-        "integrations": _mapping(integrations, "integrations"),
+        "integrations": {} if integrations is None else _mapping(integrations, "integrations"),
     }
 
 
 def _identity(msg: Message, user_id: object, anonymous_id: object) -> None:
+    if anonymous_id is None and type(user_id) is str and user_id:
+        msg["userId"] = user_id  # the common case, without two calls to _id
+        return
     uid = _id(user_id, "user_id")
     aid = _id(anonymous_id, "anonymous_id")
     if uid is None and aid is None:
