@@ -10,6 +10,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+import responses
 
 from segment_client import _json
 from segment_client._messages import build_track, new_message_id
@@ -127,3 +128,26 @@ def test_message_ids_after_fork_are_not_the_parents() -> None:
     parent_ids = [new_message_id() for _ in range(5)]
     assert len(child_ids) == 5
     assert not set(child_ids) & set(parent_ids)
+
+
+@responses.activate
+def test_prepared_template_keeps_headers_retries_and_cookies_exact() -> None:
+    url = "http://collector.test/v1/batch"
+    responses.add(responses.POST, url, status=200, headers={"Set-Cookie": "lb=node-2"})
+    transport = HTTPTransport("wk", url=url, gzip=False)
+    transport.send([b'{"n":1}'])
+    transport.send([b'{"n":2}', b'{"n":3}'], retry_count=2)
+    transport.send([b'{"n":4}'])
+    transport.close()
+    sent = [call.request for call in responses.calls]
+    bodies = [json.loads(request.body) for request in sent]
+    assert [len(body["batch"]) for body in bodies] == [1, 2, 1]
+    for request in sent:
+        assert request.headers["Content-Length"] == str(len(request.body))
+        assert request.headers["Authorization"].startswith("Basic ")
+    assert "X-Retry-Count" not in sent[0].headers
+    assert sent[1].headers["X-Retry-Count"] == "2"
+    assert "X-Retry-Count" not in sent[2].headers
+    # A cookie the collector set is sent back, as session.post would.
+    assert "Cookie" not in sent[0].headers
+    assert sent[2].headers["Cookie"] == "lb=node-2"

@@ -87,6 +87,10 @@ class HTTPTransport:
             self._headers["Content-Encoding"] = "gzip"
         self._lock = threading.Lock()
         self._session: requests.Session | None = None
+        # (session, headers, cookie count, prepared template) for _prepare.
+        self._template: (
+            tuple[requests.Session, dict[str, str], int, requests.PreparedRequest] | None
+        ) = None
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
@@ -127,9 +131,9 @@ class HTTPTransport:
             headers = {**headers, "X-Retry-Count": str(retry_count)}
         session = self._get_session()
         try:
-            response = session.post(
-                self.url, data=body, headers=headers, timeout=self._timeout,
-                **self._request_options,
+            response = session.send(
+                self._prepare(session, headers, body), timeout=self._timeout,
+                allow_redirects=True, **self._request_options,
             )
         except requests.RequestException as exc:
             reason = _redact(str(exc), self.secrets())
@@ -142,6 +146,34 @@ class HTTPTransport:
             _redact(response.text, self.secrets()),
             parse_retry_after(response.headers.get("Retry-After")),
         )
+
+    def _prepare(
+        self, session: requests.Session, headers: dict[str, str], body: bytes
+    ) -> requests.PreparedRequest:
+        """The POST of `body`, as `session.post` would prepare it.
+
+        Preparing (merging session headers, cookies and hooks, parsing the URL) costs
+        about as much as sending; so a template is prepared once and copied while the
+        session, the headers and the session's cookies stay the same. Thread-safe: the
+        cache is one tuple, replaced whole.
+        """
+        cookies = len(session.cookies)
+        cached = self._template
+        if (
+            cached is None
+            or cached[0] is not session
+            or cached[2] != cookies
+            or cached[1] != headers
+        ):
+            template = session.prepare_request(
+                requests.Request("POST", self.url, headers=headers)
+            )
+            cached = (session, dict(headers), cookies, template)
+            self._template = cached
+        request = cached[3].copy()
+        request.body = body
+        request.headers["Content-Length"] = str(len(body))
+        return request
 
     def close(self) -> None:
         with self._lock:
