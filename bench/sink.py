@@ -17,9 +17,11 @@ import asyncio
 import gzip
 import json
 import os
+import re
 import signal
 from typing import Any
 
+_ID = re.compile(rb'"(?:messageId|uuid)": ?"([^"]*)"')
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 _BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -48,16 +50,19 @@ class Counts:
         try:
             if encoding == "gzip":
                 body = gzip.decompress(body)
-            batch = json.loads(body)["batch"]
-        except (ValueError, KeyError, TypeError, OSError):
+        except (OSError, EOFError):
             self.bad_requests += 1
             return False
+        if not body.startswith(b'{"batch":[') and b'"batch"' not in body[:200]:
+            self.bad_requests += 1
+            return False
+        # One id per message: Segment-style clients send messageId, posthog sends uuid.
+        # A regex over the body is ~10x cheaper than json.loads, which would make the
+        # sink, not the clients, the limit; a JSON string cannot contain the raw pattern.
+        ids = _ID.findall(body)
         self.requests += 1
-        self.messages += len(batch)
-        ids = self.ids
-        for message in batch:
-            # Segment-style clients use messageId; posthog uses uuid.
-            ids.add(message.get("messageId") or message.get("uuid") or "")
+        self.messages += len(ids)
+        self.ids.update(ids)
         return True
 
 
