@@ -492,8 +492,38 @@ def write_report(path: Path, data: dict[str, Any], chart_name: str) -> None:
         "runs it with `--quick` for segment-client only, so that it cannot rot.",
         "",
     ]
-    if data["notes"]:
-        lines += ["## Notes", "", *data["notes"], ""]
+    notes = list(data["notes"])
+    if OURS in figures and STDLIB in figures:
+        fast, pure = figures[OURS], figures[STDLIB]
+        notes.append(
+            "- **The `[fast]` extra (orjson)**, measured in this run: a call costs "
+            f"{fast['caller_median_ns']:,.0f} ns with it and {pure['caller_median_ns']:,.0f} ns "
+            f"without ({pure['caller_median_ns'] / fast['caller_median_ns']:.1f}x), throughput "
+            f"is {fast['events_per_s']:,.0f} vs {pure['events_per_s']:,.0f} events/s, CPU "
+            f"{fast['cpu_s_per_100k']:.2f} vs {pure['cpu_s_per_100k']:.2f} s per 100k. Encoding "
+            "with the stdlib costs about as much as the `json.dumps` ceiling above, so without "
+            "orjson no client that encodes at the call can reach 1/8 of "
+            "segment-analytics-python's caller cost on this machine. `pip install "
+            "'segment-client[fast]'`; where orjson has no wheel the stdlib encoder is used, "
+            "with the same output (tested)."
+        )
+    notes += [
+        "- **Where the time went before** (py-spy on the throughput run): on the caller's "
+        "thread, `json` encoding (stdlib), `uuid.uuid4()` (a `UUID` object and an "
+        "`os.urandom` system call per message; the call also releases the GIL, inviting "
+        "a switch to the consumer thread in the middle of every `track()`), and timestamp "
+        "formatting; on the consumer thread, requests re-reading proxy settings, the CA "
+        "bundle and ~/.netrc from the environment on every request, and preparing each "
+        "request from scratch. Each of those is now done once (per session, per "
+        "millisecond, per 128 ids) or replaced. What remains on the consumer thread is "
+        "mostly gzip (level 1) and http.client/urllib3 parsing of the response.",
+        "- **Memory**: orjson returns its output in a buffer shrunk in place; thousands of "
+        "those in a queue fragment the heap to ~4 KB of RSS per message, so the encoded "
+        "bytes are copied once to an exact-size object (~0.7 KB per queued message).",
+        "- The caller-cost p99 of every client is dominated by waits for the GIL while "
+        "the consumer thread runs (the interpreter's switch interval is 5 ms).",
+    ]
+    lines += ["## Notes", "", *notes, ""]
     path.write_text("\n".join(lines))
 
 
