@@ -27,7 +27,9 @@ from ._exceptions import (
     SegmentError,
     TransportError,
 )
+from ._middleware import Middleware, redact_pii, sample, static_context
 from ._oauth import OAuthError, OAuthSettings
+from ._plan import PlanError, TrackingPlan, TrackingPlanViolation, load_plan
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import (
@@ -36,6 +38,7 @@ from ._scope import (
     reset_context_defaults,
     set_context_defaults,
 )
+from ._signals import install_sigterm_handler
 from ._transport import HTTPTransport, Transport
 from ._version import __version__
 
@@ -52,18 +55,27 @@ __all__ = [
     "MessageError",
     "MessageQueue",
     "MessageTooLargeError",
+    "Middleware",
     "MissingDependencyError",
     "OAuthError",
     "OAuthSettings",
+    "PlanError",
     "QueueFullError",
     "RetryPolicy",
     "SegmentError",
+    "TrackingPlan",
+    "TrackingPlanViolation",
     "Transport",
     "TransportError",
     "__version__",
     "context_defaults",
+    "install_sigterm_handler",
+    "load_plan",
+    "redact_pii",
     "reset_context_defaults",
+    "sample",
     "set_context_defaults",
+    "static_context",
 ]
 
 # Public objects report the public module, not the private one they live in.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import weakref
 from collections.abc import Callable, Mapping
@@ -22,12 +24,14 @@ from ._messages import (
     build_screen,
     build_track,
 )
-from ._middleware import Middleware, run_chain
+from ._middleware import DropReporter, Middleware, MiddlewareChains
 from ._network import check_host_typo, oauth_server_for, resolve_host, session_options
 from ._oauth import OAuthSettings, OAuthTransport
+from ._plan import PlanEnforcer, TrackingPlan, ViolationHandler, load_plan
 from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import current_defaults
+from ._spool import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_SYNC_INTERVAL, SpoolQueue
 from ._transport import HTTPTransport, Transport
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Client"]
@@ -93,9 +97,28 @@ class Client:
             the consumer thread (the caller's for drops); its exceptions are logged.
         transport: a custom `Transport` (tests, proxies); replaces the HTTP transport.
         shutdown_timeout: the bound on the close performed at interpreter exit.
-        retry_base_delay, retry_max_delay: the exponential backoff's first ceiling and cap.
+        retry_base_delay: the exponential backoff's first ceiling, in seconds.
+        retry_max_delay: the cap on one backoff wait, in seconds.
         rate_limit_budget: seconds one batch may wait on 429 Retry-After in total.
         queue: a custom `MessageQueue` factory (the on-disk spool uses this seam).
+        integrations: default `integrations` merged under each call's own (the call's
+            keys win), e.g. `{"All": True, "Salesforce": False}`.
+        tracking_plan: a `TrackingPlan`, a path to a plan JSON file or a parsed dict
+            (see `load_plan`); every track/identify/group message is checked against it.
+        on_violation: what a message that breaks its rule does: "report" (send it; call
+            `on_plan_violation`, count, log), "drop" (report and do not send) or "raise"
+            (`TrackingPlanViolation` from the call; for development and tests).
+        on_unplanned: a track event the plan does not list: "allow", "report" or "drop".
+        on_plan_violation: `hook(error: TrackingPlanViolation, message)` for reported and
+            dropped violations and unplanned events; runs on the caller's thread.
+        spool_dir: keep accepted messages in files in this directory until delivered, so
+            a crash, a restart or a long outage loses none (docs/spool.md). Several
+            processes may share it. None (default): messages are kept in memory only.
+        spool_max_bytes: the spool's size limit in bytes (default 1 GiB); past it new
+            messages are dropped and reported (reason "spool_full"). Replaces
+            max_queue_size when spool_dir is set.
+        spool_sync_interval: seconds between fsyncs of the spool, done in the background
+            (a machine crash loses at most this much); None leaves it to the OS.
         region: "us" or "eu": Segment's host for that region (instead of `host`).
         proxies: requests-style `{"https": "http://proxy:3128"}`; the HTTPS_PROXY /
             NO_PROXY environment variables apply when not given.
@@ -125,6 +148,14 @@ class Client:
         retry_max_delay: float = 60.0,
         rate_limit_budget: float = 600.0,
         queue: Callable[[], MessageQueue] | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        tracking_plan: TrackingPlan | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        on_violation: str = "report",
+        on_unplanned: str = "allow",
+        on_plan_violation: ViolationHandler | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        spool_sync_interval: float | None = DEFAULT_SPOOL_SYNC_INTERVAL,
         region: str | None = None,
         proxies: Mapping[str, str] | None = None,
         verify: bool | str | None = None,
@@ -167,6 +198,21 @@ class Client:
                 raise ConfigurationError(f"{name} must be True or False, got {flag!r}")
         if on_error is not None and not callable(on_error):
             raise ConfigurationError(f"on_error must be callable, got {on_error!r}")
+        _check_number("spool_max_bytes", spool_max_bytes, minimum=1, integer=True)
+        if spool_sync_interval is not None:
+            _check_number("spool_sync_interval", spool_sync_interval, minimum=0, inclusive=False)
+        if spool_dir is not None:
+            if not isinstance(spool_dir, str | os.PathLike) or not os.fspath(spool_dir):
+                raise ConfigurationError(
+                    f"spool_dir must be a directory path (str or PathLike), got {spool_dir!r}"
+                )
+            if queue is not None:
+                raise ConfigurationError("pass either spool_dir or queue, not both")
+            if sync_mode:
+                raise ConfigurationError(
+                    "spool_dir cannot be combined with sync_mode=True (nothing is queued)"
+                )
+            queue = _spool_factory(spool_dir, spool_max_bytes, spool_sync_interval)
         if transport is not None and not isinstance(transport, Transport):
             raise ConfigurationError(
                 f"transport must have send() and close() methods, got {transport!r}"
@@ -180,7 +226,6 @@ class Client:
         self.sync_mode = sync_mode
         self.shutdown_timeout = shutdown_timeout
         self._write_key = write_key
-        self._middleware: tuple[Middleware, ...] = ()
         self._transport = transport or _http_transport(
             write_key, self.host, path, request_timeout, gzip, network, oauth
         )
@@ -200,6 +245,18 @@ class Client:
             sync_mode=sync_mode,
             exit_timeout=shutdown_timeout,
         )
+        # -- issue 6: middleware, default integrations, tracking plan --
+        if integrations is not None and not isinstance(integrations, Mapping):
+            raise ConfigurationError(f"integrations must be a dict, got {integrations!r}")
+        self._integrations = dict(integrations or {})
+        self._middleware = MiddlewareChains()
+        self._drop = _drop_reporter(self._consumer)  # refers to the consumer only
+        self._plan: PlanEnforcer | None = None
+        if tracking_plan is not None:
+            self._plan = PlanEnforcer(
+                load_plan(tracking_plan), on_violation=on_violation,
+                on_unplanned=on_unplanned, handler=on_plan_violation, drop=self._consumer.drop,
+            )
         # A client dropped without close_and_flush(): let its thread drain and exit rather
         # than live on idle for the life of the process.
         weakref.finalize(self, self._consumer.request_close).atexit = False
@@ -337,36 +394,43 @@ class Client:
             build_alias(previous_id, user_id, context, timestamp, integrations, message_id)
         )
 
-    def add_middleware(self, middleware: Middleware) -> None:
-        """Append `middleware` to the chain run on each message before it is queued.
+    def add_middleware(
+        self, middleware: Middleware, *, consumer_side: bool = False, deep_copy: bool = False
+    ) -> None:
+        """Append `middleware` to a chain (see docs/middleware.md).
 
+        Caller-side (default): runs in the call, before encoding. `consumer_side=True`:
+        runs on the consumer thread before sending, keeping the call cheap. `deep_copy`:
+        give a caller-side middleware a deep copy (it mutates nested values in place).
         Thread-safe: calls in flight keep the chain they started with.
         """
         if not callable(middleware):
             raise ConfigurationError(f"middleware must be callable, got {middleware!r}")
-        self._middleware = (*self._middleware, middleware)
+        self._middleware.add(middleware, consumer_side=consumer_side, deep_copy=deep_copy)
+        if consumer_side:
+            # Never a bound method of the client: the consumer thread must not keep it alive.
+            self._consumer.prepare = functools.partial(
+                self._middleware.prepare_batch, drop=self._drop
+            )
 
     def remove_middleware(self, middleware: Middleware) -> None:
-        """Remove `middleware` from the chain (ValueError when it is not there)."""
-        chain = list(self._middleware)
-        chain.remove(middleware)
-        self._middleware = tuple(chain)
+        """Remove `middleware` from its chain (ValueError when it is not there)."""
+        self._middleware.remove(middleware)
+        if not self._middleware.consumer:
+            self._consumer.prepare = None
 
     def _enqueue(self, message: Message) -> str:
         message_id: str = message["messageId"]
-        if self._middleware:
-            result, error = run_chain(self._middleware, message)
+        if self._integrations:
+            # The builder made this dict: replacing the key leaves the caller's alone.
+            message["integrations"] = {**self._integrations, **message["integrations"]}
+        if self._middleware.caller:
+            result = self._middleware.run_caller(message, self._drop)
             if result is None:
-                if error is None:
-                    self._consumer.drop_quietly("middleware")
-                else:
-                    self._consumer.drop(
-                        "middleware_error",
-                        DeliveryError(f"a middleware raised {type(error).__name__}: {error}"),
-                        [message],
-                    )
                 return message_id
             message = result
+        if self._plan is not None and not self._plan.admit(message):
+            return message_id
         data = dumps(message)
         if len(data) > MAX_MESSAGE_BYTES:
             raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
@@ -401,7 +465,12 @@ class Client:
 
     def stats(self) -> ClientStats:
         """A snapshot of message counts (queued, delivered, failed, dropped...)."""
-        return self._consumer.stats()
+        stats = self._consumer.stats()
+        if self._plan is not None:
+            stats = dataclasses.replace(
+                stats, violations=self._plan.violations, unplanned=self._plan.unplanned
+            )
+        return stats
 
     # -- asyncio: the waits run in a worker thread, so the event loop keeps running ----
 
@@ -440,6 +509,18 @@ class Client:
         self.close_and_flush()
 
 
+def _drop_reporter(consumer: Consumer) -> DropReporter:
+    """Report a middleware drop: counted only when on purpose (error None)."""
+
+    def report(reason: str, error: DeliveryError | None, messages: list[dict[str, Any]]) -> None:
+        if error is None:
+            consumer.drop_quietly(reason)
+        else:
+            consumer.drop(reason, error, messages)
+
+    return report
+
+
 def _http_transport(
     write_key: str, host: str, path: str, timeout: float, gzip: bool,
     network: dict[str, Any], oauth: OAuthSettings | None,
@@ -451,3 +532,14 @@ def _http_transport(
         return HTTPTransport(write_key, **options)
     server = oauth.auth_server or oauth_server_for(host)
     return OAuthTransport(write_key, oauth=oauth, auth_server=server, **options)
+
+
+def _spool_factory(
+    directory: str | os.PathLike[str], max_bytes: int, sync_interval: float | None
+) -> Callable[[], MessageQueue]:
+    # Called again in a forked child: each process gets its own spool file.
+    def make() -> MessageQueue:
+        return SpoolQueue(directory, max_bytes=max_bytes, sync_interval=sync_interval)
+
+    return make
+

@@ -45,6 +45,7 @@ ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 THREAD_NAME = "segment_client.consumer"
 # How long a durable queue waits between rounds when the collector stays unreachable.
 _DURABLE_RETRY_S = 30.0
+_DURABLE_MIN_RETRY_S = 0.05
 _DROP_LOG_INTERVAL_S = 10.0
 
 
@@ -53,7 +54,9 @@ class ClientStats:
     """A snapshot of a client's message counts since it started (or since a fork).
 
     `queued == delivered + failed + queue_depth + in_flight` at any moment; messages in
-    `dropped` were never queued.
+    `dropped` were never queued (a message dropped by consumer-side middleware leaves
+    `queued` for `dropped`). `violations` and `unplanned` count messages that broke the
+    tracking plan or were not in it, whatever the policy did with them.
     """
 
     queued: int = 0
@@ -64,6 +67,10 @@ class ClientStats:
     queue_depth: int = 0
     in_flight: int = 0
     batches_sent: int = 0
+    violations: int = 0
+    unplanned: int = 0
+    #: Bytes of spool files held (Client(spool_dir=...)); 0 for the in-memory queue.
+    spool_bytes: int = 0
 
     def __getitem__(self, name: str) -> Any:
         """`stats["delivered"]` works like `stats.delivered`."""
@@ -148,9 +155,14 @@ class Consumer:
         self._sync_mode = sync_mode
         self._clock = clock
         self._exit_timeout = exit_timeout
+        #: Consumer-side middleware hook: batch -> aligned list (None = dropped).
+        self.prepare: Callable[[list[bytes]], list[bytes | None]] | None = None
         self._max_bytes = MAX_REQUEST_BYTES - body_overhead(write_key)
         self._init_state()
         _live.add(self)
+        if not sync_mode and self.queue.depth():
+            # A spool holds messages left by an earlier process: send them now.
+            self._start()
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
@@ -177,12 +189,16 @@ class Consumer:
         self._batches = 0
         self._drop_lock = threading.Lock()
         self._dropped: dict[str, int] = {}
+        # Queued, then dropped by consumer-side middleware (counted in _finished only).
+        self._dropped_after_queue = 0
         self._last_drop_log = float("-inf")
         # Held by whoever is taking and delivering a batch (the thread, an inline drain,
         # a sync_mode caller): one batch in flight at a time keeps order and counters exact.
         self._delivery_lock = threading.Lock()
         self._inline = False  # uWSGI without threads: callers send (see _put_inline)
         self._inline_since = 0.0
+        self._left_in_queue = 0  # a durable queue's messages kept for the next process
+        self.queue.attach(self._queue_lost)
 
     def _reset_after_fork(self) -> None:
         # The child inherits copies of the parent's queue and locks (possibly held by a
@@ -203,11 +219,8 @@ class Consumer:
             return self._send_now(data)
         depth = self.queue.put(data)
         if not depth:
-            self.drop(
-                "queue_full",
-                QueueFullError("the queue is full; the message was dropped"),
-                [message],
-            )
+            reason, text = self.queue.rejection()
+            self.drop(reason, QueueFullError(text), [message])
             return False
         if self._thread is None and not self._inline:
             self._start()
@@ -235,6 +248,25 @@ class Consumer:
                 len(messages), error, total, reason,
             )
         self._report(error, messages)
+
+    def _queue_lost(
+        self, reason: str, error: DeliveryError, count: int, queued: bool
+    ) -> None:
+        """The queue lost `count` messages on its own (a spool's unreadable data)."""
+        if queued:
+            # They were counted as queued: they finish as failed (like _finish does).
+            with self._lock:
+                self._mark_failed_flushes(count)
+                self._failed += count
+        else:
+            with self._drop_lock:
+                self._dropped[reason] = self._dropped.get(reason, 0) + count
+        logger.error("segment_client: %d message(s) lost: %s", count, error)
+        self._report(error, [])
+        if queued:
+            with self._lock:
+                self._finished += count
+                self._progress.notify_all()
 
     def drop_quietly(self, reason: str) -> None:
         """Count a message not sent on purpose (send=False): no log, no on_error."""
@@ -349,16 +381,21 @@ class Consumer:
 
     def _deliver(self, batch: list[bytes], deadline: float | None) -> None:
         """Send the in-flight `batch` (splitting on 413) and account for every message."""
-        parts = [batch]
+        # Consumer-side middleware: once per batch (not per attempt); None marks a
+        # message it dropped (already reported). Aligned with `batch` so acks stay in order.
+        prepared = batch if self.prepare is None else self._prepare(batch)
+        parts = [(0, len(batch))]
         while parts:
-            part = parts.pop(0)
-            error = self._send_with_retries(part, deadline)
-            if isinstance(error, APIError) and error.status == 413 and len(part) > 1:
-                half = len(part) // 2
-                logger.info("segment_client: 413 for %d messages; splitting", len(part))
-                parts[:0] = [part[:half], part[half:]]
+            lo, hi = parts.pop(0)
+            part = batch[lo:hi]
+            send = [data for data in prepared[lo:hi] if data is not None]
+            error = self._send_with_retries(send, deadline) if send else None
+            if isinstance(error, APIError) and error.status == 413 and len(send) > 1:
+                half = (lo + hi) // 2
+                logger.info("segment_client: 413 for %d messages; splitting", len(send))
+                parts[:0] = [(lo, half), (half, hi)]
                 continue
-            if not self._finish(part, error):
+            if not self._finish(part, error, send):
                 return  # a close gave up on these already
         with self._lock:
             self._in_flight = []
@@ -397,8 +434,12 @@ class Consumer:
                 if retries > policy.max_retries:
                     if not durable:
                         return error
+                    if self._closing:
+                        # Closing: the spool keeps the rest for the next process.
+                        self._abandon()
+                        return error
                     # A spool keeps the batch; retry slowly until the collector is back.
-                    wait = _DURABLE_RETRY_S
+                    wait = max(_DURABLE_MIN_RETRY_S, min(_DURABLE_RETRY_S, policy.max_delay))
                 else:
                     wait = next(waits)
             if deadline is not None:
@@ -415,34 +456,55 @@ class Consumer:
             if self._stop.wait(wait):
                 return error
 
-    def _finish(self, part: Sequence[bytes], error: DeliveryError | None) -> bool:
-        """Account for a finished part of the in-flight batch. False if already reported."""
-        count = len(part)
+    def _finish(
+        self, part: Sequence[bytes], error: DeliveryError | None,
+        sent: Sequence[bytes] | None = None,
+    ) -> bool:
+        """Account for a finished part of the in-flight batch. False if already reported.
+
+        `sent`: what was sent for `part` when consumer-side middleware dropped some of it
+        (those are already in `dropped`; they leave `queued` here).
+        """
+        if sent is None:
+            sent = part
+        count = len(sent)
         with self._lock:
             if self._stop.is_set() and not self._in_flight:
                 return False
             # Claim the messages (a close giving up now will not report them again)...
-            self.queue.ack(count)
-            self._in_flight_done += count
-            if error is None:
+            self.queue.ack(len(part))
+            self._in_flight_done += len(part)
+            if not count:
+                pass
+            elif error is None:
                 self._delivered += count
                 self._batches += 1
             else:
                 self._mark_failed_flushes(count)
                 self._failed += count
+            self._dropped_after_queue += len(part) - count
         # ...report outside the lock, and only then release flush() waiters, so that
         # on_error has run for every failed message by the time flush() returns.
         if error is not None:
             logger.error("segment_client: %d message(s) failed: %s", count, error)
-            self._report(error, _decode(part))
+            self._report(error, _decode(sent))
         with self._lock:
-            self._finished += count
+            self._finished += len(part)
             self._progress.notify_all()
         return True
 
+    def _prepare(self, batch: list[bytes]) -> list[bytes | None]:
+        assert self.prepare is not None
+        try:
+            prepared = self.prepare(batch)
+        except Exception:  # a bug in the hook must not lose the batch
+            logger.exception("segment_client: consumer-side middleware failed; batch sent as is")
+            return list(batch)
+        return prepared if len(prepared) == len(batch) else list(batch)
+
     def _mark_failed_flushes(self, count: int) -> None:
         # Called under _lock before `count` messages are counted as failed.
-        done = self._delivered + self._failed
+        done = self._delivered + self._failed + self._dropped_after_queue
         for flush in self._flushes:
             if count and done < flush.target:
                 flush.failed = True
@@ -466,7 +528,7 @@ class Consumer:
             pending = self.queue.depth() + len(self._in_flight) - self._in_flight_done
             if pending <= 0:
                 return True
-            done = self._delivered + self._failed
+            done = self._delivered + self._failed + self._dropped_after_queue
             flush = _Flush(done, done + pending)
             self._flushes.append(flush)
         try:
@@ -476,6 +538,8 @@ class Consumer:
             self._wake.set()
             with self._lock:
                 while self._finished < flush.target:
+                    if self._left_in_queue:
+                        return False  # closed; the rest stays in the spool
                     remaining = None if deadline is None else deadline - self._clock()
                     if remaining is not None and remaining <= 0:
                         return False
@@ -525,7 +589,7 @@ class Consumer:
         self.queue.close()
         self._transport.close()
         with self._lock:
-            self._close_result = self._failed == failed_before
+            self._close_result = self._failed == failed_before and not self._left_in_queue
         self._closed.set()
         return self._close_result
 
@@ -534,7 +598,14 @@ class Consumer:
             return self.queue.depth() + len(self._in_flight) - self._in_flight_done
 
     def _abandon(self) -> None:
-        """At the close deadline: report every message not yet finished as failed."""
+        """At the close deadline: report every message not yet finished as failed.
+
+        A durable queue keeps them instead (nothing is acknowledged): the next client on
+        the same spool sends them.
+        """
+        if self.queue.durable:
+            self._leave_in_queue()
+            return
         with self._lock:
             self._stop.set()
             self._wake.set()
@@ -559,6 +630,24 @@ class Consumer:
             self._finished += len(left)
             self._progress.notify_all()
 
+    def _leave_in_queue(self) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            self._wake.set()
+            left = self.queue.depth() + len(self._in_flight) - self._in_flight_done
+            self._in_flight = []
+            self._in_flight_done = 0
+            self._left_in_queue = left
+            self._mark_failed_flushes(left)
+            self._progress.notify_all()  # flush() waiters stop waiting for these
+        if left:
+            logger.warning(
+                "segment_client: %d message(s) not delivered before the close; they stay "
+                "in the spool and the next client on it sends them", left,
+            )
+
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters."""
         with self._drop_lock:
@@ -575,6 +664,7 @@ class Consumer:
                 queue_depth=depth,
                 in_flight=in_flight,
                 batches_sent=self._batches,
+                spool_bytes=self.queue.disk_bytes(),
             )
 
     @property

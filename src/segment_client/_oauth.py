@@ -12,6 +12,7 @@ thread in `sync_mode`). Needs the `oauth` extra: `pip install 'segment-client[oa
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import logging
 import threading
@@ -281,9 +282,14 @@ class TokenManager:
         if not date:
             return False
         try:
-            server = email.utils.parsedate_to_datetime(date).timestamp()
+            parsed = email.utils.parsedate_to_datetime(date)
         except (TypeError, ValueError, IndexError):
             return False
+        if parsed.tzinfo is None:
+            # HTTP dates are GMT; a naive result (e.g. two Date headers joined by a proxy)
+            # must not be read in the host's local time zone.
+            parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        server = parsed.timestamp()
         skew = server - now
         if abs(skew - self._skew) < 2:  # the Date header has 1 s resolution
             return False

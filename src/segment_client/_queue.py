@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 from typing import Protocol
 
 from ._batch import count_fitting
+from ._exceptions import DeliveryError
 
-__all__ = ["MemoryQueue", "MessageQueue"]
+__all__ = ["LossReporter", "MemoryQueue", "MessageQueue"]
+
+#: `reporter(reason, error, count, queued)`: messages a queue lost on its own (a spool's
+#: unreadable data). `queued` is True when they were counted in `depth()` before.
+LossReporter = Callable[[str, DeliveryError, int, bool], None]
 
 
 class MessageQueue(Protocol):
@@ -52,6 +58,18 @@ class MessageQueue(Protocol):
         """Release resources (files, locks). Called once, at client close."""
         ...
 
+    def rejection(self) -> tuple[str, str]:
+        """Why the last `put` returned 0: (the drop reason counted in stats, a message)."""
+        ...
+
+    def disk_bytes(self) -> int:
+        """Bytes the queue holds on disk (0 for a queue in memory)."""
+        ...
+
+    def attach(self, reporter: LossReporter) -> None:
+        """Called once by the consumer: where to report messages the queue itself lost."""
+        ...
+
 
 class MemoryQueue:
     """A bounded FIFO in memory. `put` drops (returns 0) at `max_size`; never blocks."""
@@ -87,3 +105,12 @@ class MemoryQueue:
 
     def close(self) -> None:
         self._items.clear()
+
+    def rejection(self) -> tuple[str, str]:
+        return "queue_full", "the queue is full; the message was dropped"
+
+    def disk_bytes(self) -> int:
+        return 0
+
+    def attach(self, reporter: LossReporter) -> None:
+        pass  # nothing in memory is ever lost on its own

@@ -20,7 +20,7 @@ __all__ = ["Store", "StoredMessage"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     received_at TEXT NOT NULL,
     batch_id TEXT NOT NULL,
     duplicate INTEGER NOT NULL,
@@ -32,7 +32,6 @@ CREATE TABLE IF NOT EXISTS events (
     violations TEXT NOT NULL,
     message TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_message_id ON events (message_id);
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at TEXT NOT NULL,
@@ -61,8 +60,9 @@ def _text_id(value: Any) -> str | None:
 class Store:
     """Accepted messages and rejections in SQLite, plus in-memory counters. Thread-safe."""
 
-    def __init__(self, path: str = ":memory:") -> None:
+    def __init__(self, path: str = ":memory:", *, persist: bool = True) -> None:
         self.path = path
+        self.persist = persist  # False: count only (benchmarks); nothing is written
         self._lock = threading.Lock()
         self.changed = threading.Condition(self._lock)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -77,6 +77,11 @@ class Store:
 
     def _load_counters(self) -> None:
         db = self._db
+        # Ids only grow, even across clear(), so a reader polling `after=` never misses.
+        self._last_id = max(
+            getattr(self, "_last_id", 0),
+            db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0],
+        )
         self.by_type: Counter[str] = Counter(
             dict(db.execute("SELECT type, COUNT(*) FROM events GROUP BY type").fetchall())
         )
@@ -118,31 +123,38 @@ class Store:
                 duplicates += duplicate
                 kind = message.get("type")
                 event = message.get("event") if kind == "track" else None
-                rows.append((
-                    received_at, batch_id, duplicate, kind, event,
-                    _text_id(message.get("userId")), _text_id(message.get("anonymousId")),
-                    message_id, json.dumps(item.violations), item.text,
-                ))
                 self.by_type[str(kind)] += 1
                 if kind == "track":
                     self.by_event[str(event)] += 1
                 self.with_violations += bool(item.violations)
-            self._db.executemany(
-                "INSERT INTO events (received_at, batch_id, duplicate, type, event, user_id,"
-                " anonymous_id, message_id, violations, message)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            self.total += len(rows)
+                if self.persist:
+                    self._last_id += 1
+                    rows.append((
+                        self._last_id, received_at, batch_id, duplicate, kind, event,
+                        _text_id(message.get("userId")), _text_id(message.get("anonymousId")),
+                        message_id, json.dumps(item.violations) if item.violations else "[]",
+                        item.text,
+                    ))
+            if rows:
+                # One transaction per batch (autocommit would make one per row).
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT INTO events (id, received_at, batch_id, duplicate, type, event,"
+                    " user_id, anonymous_id, message_id, violations, message)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            self.total += len(messages)
             self.duplicates += duplicates
             self.batches += 1
             second = int(time.monotonic())
             if self._recent and self._recent[-1][0] == second:
-                self._recent[-1] = (second, self._recent[-1][1] + len(rows))
+                self._recent[-1] = (second, self._recent[-1][1] + len(messages))
             else:
-                self._recent.append((second, len(rows)))
+                self._recent.append((second, len(messages)))
             self.changed.notify_all()
-        return len(rows), duplicates
+        return len(messages), duplicates
 
     def add_rejection(self, received_at: str, path: str, status: int, reason: str) -> None:
         """Record one rejected request (or rejected message) and why."""
@@ -207,7 +219,7 @@ class Store:
             args.append(limit)
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
-            last = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+            last = self._last_id
         events = [
             {
                 "id": row[0],

@@ -1,11 +1,13 @@
 """Checks one Segment message the way the Tracking API's contract describes it.
 
-Pure functions; no I/O. Each returns human-readable reasons (empty when the message is
-fine) naming the field and what was expected.
+Pure functions; no I/O. `validate_message` returns human-readable reasons (empty when
+the message is fine), each naming the field and what was expected. It runs once per
+stored message, so the common case (a valid message) takes one pass over its keys.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +15,29 @@ __all__ = ["MESSAGE_TYPES", "validate_message"]
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
-_OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
-_STRING_FIELDS = ("messageId", "event", "groupId", "previousId", "name", "category")
+_OBJECT = 1
+_STRING = 2
+_ID = 3
+_TIME = 4
+_FIELDS = {
+    "context": _OBJECT,
+    "integrations": _OBJECT,
+    "properties": _OBJECT,
+    "traits": _OBJECT,
+    "messageId": _STRING,
+    "event": _STRING,
+    "name": _STRING,
+    "category": _STRING,
+    "groupId": _ID,
+    "previousId": _ID,
+    "userId": _ID,
+    "anonymousId": _ID,
+    "timestamp": _TIME,
+    "sentAt": _TIME,
+    "originalTimestamp": _TIME,
+}
+# The usual shape, checked by a regex first; anything else goes to fromisoformat.
+_TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:?\d\d)?\Z")
 
 
 def _is_id(value: Any) -> bool:
@@ -27,6 +50,8 @@ def _is_id(value: Any) -> bool:
 def _valid_time(value: Any) -> bool:
     if not isinstance(value, str):
         return False
+    if _TIME_RE.match(value):
+        return True
     text = value[:-1] + "+00:00" if value.endswith("Z") else value
     try:
         datetime.fromisoformat(text)
@@ -40,9 +65,22 @@ def validate_message(message: Any, expected_type: str | None = None) -> list[str
     if not isinstance(message, dict):
         return [f"a message must be a JSON object, got {type(message).__name__}"]
     reasons: list[str] = []
-    kind = message.get("type")
-    if kind is None and expected_type is not None:
-        kind = expected_type
+    for name, value in message.items():
+        kind = _FIELDS.get(name)
+        if kind is None or value is None:
+            continue
+        if kind == _OBJECT:
+            if not isinstance(value, dict):
+                reasons.append(f"{name} must be an object, got {type(value).__name__}")
+        elif kind == _STRING:
+            if not isinstance(value, str):
+                reasons.append(f"{name} must be a string, got {type(value).__name__}")
+        elif kind == _ID:
+            if not _is_id(value) and value != "":
+                reasons.append(f"{name} must be a string, got {type(value).__name__}")
+        elif not _valid_time(value):
+            reasons.append(f"{name} must be an ISO 8601 date-time, got {value!r}")
+    kind = message.get("type", expected_type)
     if kind not in MESSAGE_TYPES:
         reasons.append(f"type must be one of {', '.join(MESSAGE_TYPES)}, got {kind!r}")
     elif expected_type is not None and kind != expected_type:
@@ -56,18 +94,6 @@ def validate_message(message: Any, expected_type: str | None = None) -> list[str
         reasons.append("userId or anonymousId is required (a non-empty string)")
     if kind == "track" and not (isinstance(message.get("event"), str) and message["event"]):
         reasons.append("track needs event (a non-empty string)")
-    if kind == "group" and not _is_id(message.get("groupId")):
+    elif kind == "group" and not _is_id(message.get("groupId")):
         reasons.append("group needs groupId (a non-empty string)")
-    for name in _OBJECT_FIELDS:
-        if name in message and message[name] is not None and not isinstance(message[name], dict):
-            reasons.append(f"{name} must be an object, got {type(message[name]).__name__}")
-    for name in _STRING_FIELDS:
-        value = message.get(name)
-        if value is not None and name in message and not isinstance(value, str):
-            if name in ("groupId", "previousId") and _is_id(value):
-                continue
-            reasons.append(f"{name} must be a string, got {type(value).__name__}")
-    for name in ("timestamp", "sentAt", "originalTimestamp"):
-        if name in message and message[name] is not None and not _valid_time(message[name]):
-            reasons.append(f"{name} must be an ISO 8601 date-time, got {message[name]!r}")
     return reasons

@@ -1,0 +1,140 @@
+"""Ceiling of the local collector in events/s: raw keep-alive POSTs of 100-message batches.
+
+Usage: python bench/collector_ceiling.py [--seconds 5] [--connections 1] [--gzip]
+                                         [--db :memory:] [--in-process]
+
+The collector runs in its own process (as `segment-client collector` would); the bodies
+are built once, so the sending loop costs little: the number is the collector's (HTTP,
+parse, validate, insert). `--in-process` shares one interpreter (and its GIL) instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import json
+import multiprocessing
+import threading
+import time
+import uuid
+
+from segment_client.collector import Collector
+
+
+def make_body(batch_size: int, *, compress: bool) -> tuple[bytes, list[bytes]]:
+    # messageIds differ per request so no message counts as a duplicate... but bodies are
+    # prebuilt: a fixed pool of 50 bodies is rotated; duplicates do not change the cost.
+    messages = []
+    for i in range(batch_size):
+        messages.append({
+            "type": "track",
+            "event": "Order Completed",
+            "userId": f"user-{i % 17}",
+            "messageId": str(uuid.uuid4()),
+            "timestamp": "2024-05-01T12:00:00.000Z",
+            "properties": {"order_id": f"o-{i}", "revenue": 59.99, "currency": "USD",
+                           "products": [{"sku": "sku-1", "price": 19.99, "quantity": 3}]},
+            "context": {"library": {"name": "segment-client-python", "version": "0.1.0"},
+                        "ip": "203.0.113.9"},
+            "integrations": {},
+        })
+    body = json.dumps({"batch": messages, "sentAt": "2024-05-01T12:00:00.000Z",
+                       "writeKey": "bench"}).encode()
+    return (gzip.compress(body, 1) if compress else body), messages  # type: ignore[return-value]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--db", default=":memory:")
+    parser.add_argument("--in-process", action="store_true")
+    parser.add_argument("--discard", action="store_true", help="count only, no SQLite")
+    args = parser.parse_args()
+    bodies = [make_body(args.batch, compress=args.gzip)[0] for _ in range(50)]
+    headers = {"Content-Type": "application/json"}
+    if args.gzip:
+        headers["Content-Encoding"] = "gzip"
+    if args.in_process:
+        with Collector(db=args.db, discard=args.discard) as collector:
+            run(args, bodies, headers, collector.port)
+        return
+    ready = multiprocessing.get_context("spawn").Queue()
+    stopper = multiprocessing.get_context("spawn").Event()
+    child = multiprocessing.get_context("spawn").Process(
+        target=serve, args=(args.db, args.discard, ready, stopper)
+    )
+    child.start()
+    try:
+        events = run(args, bodies, headers, ready.get(timeout=30))
+    finally:
+        stopper.set()
+    cpu = ready.get(timeout=30)
+    child.join(10)
+    # Wall-clock numbers depend on what else the machine runs; CPU seconds of the
+    # collector process give its ceiling on one dedicated core.
+    print(f"collector CPU: {cpu:.2f}s for {events} events: "
+          f"{events / cpu:,.0f} events per CPU-second")
+
+
+def serve(
+    db: str, discard: bool, ready: multiprocessing.Queue[int], stopper: threading.Event
+) -> None:
+    with Collector(db=db, discard=discard) as collector:
+        start = time.process_time()
+        ready.put(collector.port)
+        stopper.wait()
+        ready.put(time.process_time() - start)
+
+
+def stats(port: int) -> dict[str, int]:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("GET", "/v1/stats")
+    data: dict[str, int] = json.loads(conn.getresponse().read())
+    conn.close()
+    return data
+
+
+def run(args: argparse.Namespace, bodies: list[bytes], headers: dict[str, str],
+        port: int) -> int:
+    if True:
+        stop = time.perf_counter() + args.seconds
+        counts = [0] * args.connections
+
+        def loop(slot: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            n = 0
+            while time.perf_counter() < stop:
+                conn.request("POST", "/v1/batch", bodies[n % len(bodies)], headers)
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200, response.status
+                n += 1
+            counts[slot] = n
+            conn.close()
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(args.connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+        requests = sum(counts)
+        totals = stats(port)
+        assert totals["total"] == requests * args.batch, totals
+        print(f"{requests} requests x {args.batch} messages in {elapsed:.2f}s over "
+              f"{args.connections} connection(s), gzip={args.gzip}, "
+              f"{'discard' if args.discard else f'db={args.db}'}, "
+              f"{'in-process' if args.in_process else 'separate process'}: "
+              f"{requests * args.batch / elapsed:,.0f} events/s, "
+              f"{requests / elapsed:,.0f} requests/s")
+        return requests * args.batch
+    return 0
+
+
+if __name__ == "__main__":
+    main()
