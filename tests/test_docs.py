@@ -76,6 +76,8 @@ NOT_RUN = {
     "segment-client collector": "serves until stopped; the collector's own tests run it",
     ".venv/bin/python -m pytest tests/browser -q": "the browser tests, which the main "
     "suite runs",
+    "python3 bench/run.py": "the benchmark runs for minutes and installs the peers; "
+    "tests/test_bench_smoke.py runs it with --quick",
 }
 #: Environment variables a console block may `export`: the test provides both.
 EXPORTED = {"SEGMENT_WRITE_KEY", "SEGMENT_HOST"}

@@ -91,7 +91,9 @@ def test_proxy_password_is_redacted_from_transport_errors(
         # urllib3 has put proxy URLs in its messages before; whatever says it, hide it.
         raise requests.exceptions.ProxyError(f"Cannot connect to proxy {proxy_url}")
 
-    monkeypatch.setattr(transport._get_session(), "post", fail)
+    session = transport._get_session()
+    monkeypatch.setattr(session, "post", fail)
+    monkeypatch.setattr(session, "send", fail)
     with pytest.raises(TransportError) as info:
         transport.send([b'{"type": "track"}'])
     assert "pr0xy-pa55" not in str(info.value) and "agent:***@" in str(info.value)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import enum
+import functools
 import json
 import logging
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
@@ -39,8 +40,9 @@ def convert(value: Any) -> Any:
     if isinstance(value, uuid.UUID | PurePath):
         return str(value)
     if isinstance(value, enum.Enum):
-        inner = value.value
-        return inner if isinstance(inner, str) else str(inner)
+        # Its value, encoded in turn: what orjson does natively and what the stdlib
+        # already does for IntEnum/StrEnum, so both encoders send the same JSON.
+        return value.value
     if isinstance(value, set | frozenset):
         return list(value)
     if isinstance(value, bytes | bytearray | memoryview):
@@ -84,9 +86,31 @@ _encode = json.JSONEncoder(
     default=convert, allow_nan=False, ensure_ascii=False, separators=(",", ":")
 ).encode
 
+# orjson (the `segment-client[fast]` extra) encodes a typical event ~10x faster than the
+# stdlib; it writes the same compact UTF-8 JSON, NaN/Infinity as null, and hands what it
+# does not know to `convert`. Dataclasses go to `convert` too, as with the stdlib. What it
+# refuses (non-string keys, ints beyond 64 bits, tz-aware times) falls back below.
+_fast_dumps: Callable[[Any], bytes] | None
+try:
+    import orjson
+except ImportError:  # not installed, or no wheel for this platform
+    _fast_dumps = None
+else:
+    _fast_dumps = functools.partial(
+        orjson.dumps, default=convert, option=orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+
 
 def dumps(value: Any) -> bytes:
     """Encode `value` as compact UTF-8 JSON; never raises on awkward values."""
+    if _fast_dumps is not None:
+        try:
+            # A copy of exactly the right size: orjson shrinks its output buffer in place,
+            # and a queue of thousands of those shrunk blocks fragments the heap to ~4 KB
+            # of RSS per message (measured) instead of ~0.7 KB.
+            return memoryview(_fast_dumps(value)).tobytes()
+        except TypeError:  # orjson.JSONEncodeError: let the stdlib path convert it
+            pass
     try:
         return _encode(value).encode()
     except (ValueError, TypeError):

@@ -9,8 +9,8 @@ and returns a new dict: the caller's dicts are copied at the top level and never
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,29 +41,74 @@ LIBRARY: dict[str, str] = {"name": LIBRARY_NAME, "version": __version__}
 # Segment dedupes on messageId and documents a 100-character limit for it.
 MAX_MESSAGE_ID_LENGTH = 100
 
-_uuid4 = uuid.uuid4
+_urandom = os.urandom
+_getpid = os.getpid
+_time_ns = time.time_ns
+# Message ids made per os.urandom call, the pool they wait in, and the pid that made them.
+_ID_BATCH = 128
+_id_pool: list[str] = []
+_id_pid = -1
+# The RFC 4122 variant digit for each random hex digit: 10xx in binary.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 # (second, "YYYY-MM-DDTHH:MM:SS") for the current second: formatting the date part is
 # the costly bit of a timestamp, and most calls share their second with the previous one.
 _second_cache: tuple[int, str] = (-1, "")
+# (millisecond, full timestamp) of the last call.
+_ms_cache: tuple[int, str] = (-1, "")
 
 
 def new_message_id() -> str:
-    """Return a fresh random message id (UUID4 text)."""
-    return str(_uuid4())
+    """Return a fresh random message id: UUID version 4 text, from `os.urandom`.
+
+    The same as `str(uuid.uuid4())` at a fraction of the cost: ids are made 128 at a
+    time from one `os.urandom` call (a system call that also releases the GIL, inviting
+    a thread switch on the caller's path) and handed out by `list.pop()`, which is
+    atomic. Thread-safe. Fork-safe: a process never uses ids made in another (pid check).
+    """
+    if _id_pid == _getpid():
+        try:
+            return _id_pool.pop()
+        except IndexError:
+            pass
+    return _refill_ids()
+
+
+def _refill_ids() -> str:
+    global _id_pid
+    pid = _getpid()
+    if _id_pid != pid:
+        _id_pool.clear()  # made in the parent before a fork: the parent uses them
+        _id_pid = pid
+    raw = _urandom(16 * _ID_BATCH).hex()
+    variant = _VARIANT
+    ids = [
+        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}"
+        for h in [raw[i : i + 32] for i in range(0, len(raw), 32)]
+    ]
+    # Two threads refilling at once both add fresh ids: nothing is handed out twice.
+    _id_pool.extend(ids[1:])
+    return ids[0]
 
 
 def now_timestamp() -> str:
-    """Return the current UTC time as ISO 8601 with milliseconds and `Z`."""
-    global _second_cache
-    now = time.time()
-    second = int(now)
+    """Return the current UTC time as ISO 8601 with milliseconds and `Z`.
+
+    Thread-safe: the caches are replaced by single assignments of immutable tuples.
+    """
+    global _ms_cache, _second_cache
+    ms = _time_ns() // 1_000_000
+    cached_ms, text = _ms_cache
+    if cached_ms == ms:
+        return text  # busy callers make many messages per millisecond
+    second, milli = divmod(ms, 1000)
     cached_second, prefix = _second_cache
     if cached_second != second:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        # One tuple assignment: readers on other threads see either the old or new pair.
         _second_cache = (second, prefix)
-    return f"{prefix}.{int((now - second) * 1000):03d}Z"
+    text = f"{prefix}.{milli:03d}Z"
+    _ms_cache = (ms, text)
+    return text
 
 
 def format_timestamp(value: dt.datetime) -> str:
@@ -142,7 +187,7 @@ def _base(
     message_id: object,
 ) -> Message:
     if message_id is None:
-        mid = str(_uuid4())
+        mid = new_message_id()
     else:
         mid = _required_id(message_id, "message_id")
         if len(mid) > MAX_MESSAGE_ID_LENGTH:
@@ -150,19 +195,27 @@ def _base(
                 f"message_id must be at most {MAX_MESSAGE_ID_LENGTH} characters, "
                 f"got {len(mid)}"
             )
-    ctx = _mapping(context, "context")
-    # A new dict: the caller's context is never mutated.
-    ctx = {**ctx, "library": LIBRARY} if ctx else {"library": LIBRARY}
+    # The common call passes no context, timestamp or integrations: those branches skip
+    # a function call each (this runs on every call, on the caller's thread).
+    if context is None:
+        ctx: dict[str, Any] = {"library": LIBRARY}
+    else:
+        ctx = _mapping(context, "context")
+        # A new dict: the caller's context is never mutated.
+        ctx = {**ctx, "library": LIBRARY} if ctx else {"library": LIBRARY}
     return {
         "type": kind,
         "messageId": mid,
-        "timestamp": _timestamp(timestamp),
+        "timestamp": now_timestamp() if timestamp is None else _timestamp(timestamp),
         "context": ctx,
-        "integrations": _mapping(integrations, "integrations"),
+        "integrations": {} if integrations is None else _mapping(integrations, "integrations"),
     }
 
 
 def _identity(msg: Message, user_id: object, anonymous_id: object) -> None:
+    if anonymous_id is None and type(user_id) is str and user_id:
+        msg["userId"] = user_id  # the common case, without two calls to _id
+        return
     uid = _id(user_id, "user_id")
     aid = _id(anonymous_id, "anonymous_id")
     if uid is None and aid is None:
