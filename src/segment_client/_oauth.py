@@ -12,8 +12,6 @@ thread in `sync_mode`). Needs the `oauth` extra: `pip install 'segment-client[oa
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 import logging
 import threading
 import time
@@ -25,7 +23,7 @@ from typing import Any
 import requests
 
 from ._exceptions import APIError, ConfigurationError, MissingDependencyError, TransportError
-from ._retry import parse_retry_after
+from ._retry import parse_http_date, parse_retry_after
 from ._transport import USER_AGENT, HTTPTransport, _redact
 
 __all__ = ["DEFAULT_SCOPE", "OAuthError", "OAuthSettings", "OAuthTransport", "TokenManager"]
@@ -279,17 +277,9 @@ class TokenManager:
         return token
 
     def _learn_skew(self, date: str | None, now: float) -> bool:
-        if not date:
+        server = parse_http_date(date)
+        if server is None:
             return False
-        try:
-            parsed = email.utils.parsedate_to_datetime(date)
-        except (TypeError, ValueError, IndexError):
-            return False
-        if parsed.tzinfo is None:
-            # HTTP dates are GMT; a naive result (e.g. two Date headers joined by a proxy)
-            # must not be read in the host's local time zone.
-            parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-        server = parsed.timestamp()
         skew = server - now
         if abs(skew - self._skew) < 2:  # the Date header has 1 s resolution
             return False

@@ -17,7 +17,7 @@ import backoff
 
 from ._exceptions import APIError, DeliveryError, TransportError
 
-__all__ = ["RetryPolicy", "parse_retry_after"]
+__all__ = ["RetryPolicy", "parse_http_date", "parse_retry_after"]
 
 # Retry-After is honoured within these bounds (DESIGN.md section 5).
 MIN_RETRY_AFTER_S = 1.0
@@ -33,14 +33,26 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
         return max(0.0, float(value))
     except ValueError:
         pass
+    when = parse_http_date(value)
+    if when is None:
+        return None
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return max(0.0, when - now.timestamp())
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """Epoch seconds of an HTTP date (`Retry-After`, `Date`), or None when unreadable."""
+    if not value:
+        return None
     try:
-        when = email.utils.parsedate_to_datetime(value)
+        when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
+        # HTTP dates are GMT; a naive result (e.g. two Date headers joined by a proxy)
+        # must not be read in the host's local time zone.
         when = when.replace(tzinfo=dt.timezone.utc)
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return max(0.0, (when - now).total_seconds())
+    return when.timestamp()
 
 
 @dataclass(frozen=True)
