@@ -7,5 +7,5 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q -e .
+.venv/bin/python -m pip install -q -e '.[fast]'
 exec .venv/bin/segment-client demo "$@"
