@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from ._faults import Fault, FaultPlan
-from ._parse import parse_batch
+from ._parse import dumps_fast, loads_fast, parse_batch
 from ._store import Store, StoredMessage
 from ._validate import MESSAGE_TYPES, validate_message
 
@@ -592,6 +592,66 @@ class Collector:
         if len(data_bytes) > limit:
             raise _Reject(400, f"Exceed payload limit: request is over {limit} bytes",
                           "too_large")
+        checked = None if single else self._checked_fast(headers, data_bytes)
+        if checked is None:
+            checked = self._checked(headers, data_bytes, single)
+        problems: list[str] | None = None
+        if self.strict:
+            problems = self._problems(checked, single)
+            if problems:
+                raise _Reject(
+                    400, "invalid message(s): " + " | ".join(problems), "invalid_message"
+                )
+        self._write(_Job(received_at, path, single, checked, problems is not None))
+        return len(checked), {"success": True}
+
+    def _checked_fast(self, headers: Any, data_bytes: bytes) -> list[tuple[Any, str]] | None:
+        """A batch decoded by orjson, each message re-encoded compactly for storage.
+
+        None when orjson is missing or refuses the body, and when a message could be over
+        the size limit as sent (whitespace or escapes the compact form does not have):
+        the exact path (`_checked`) then decides, with the same outcome and messages.
+        """
+        if loads_fast is None:
+            return None
+        try:
+            data = loads_fast(data_bytes)
+        except ValueError:  # orjson.JSONDecodeError; the stdlib path words the error
+            return None
+        if type(data) is not dict:
+            return None
+        items = data.get("batch")
+        if type(items) is not list:
+            return None
+        self._check_key(headers, data)
+        context = data.get("context")
+        if type(context) is not dict:
+            context = None
+        dumps = dumps_fast
+        checked: list[tuple[Any, str]] = []
+        append = checked.append
+        total = 0
+        largest = 0
+        for message in items:
+            if context is not None and type(message) is dict and "context" not in message:
+                message["context"] = context  # batch-level context applies to each
+            raw = dumps(message)
+            size = len(raw)
+            total += size
+            if size > largest:
+                largest = size
+            append((message, raw.decode()))
+        # Each message as sent is at most its compact size plus everything in the body
+        # that is not a compact message (framing, whitespace, longer escapes).
+        slack = len(data_bytes) - total
+        if len(data_bytes) > MAX_MESSAGE_BYTES and largest + max(slack, 0) > MAX_MESSAGE_BYTES:
+            return None
+        return checked
+
+    def _checked(
+        self, headers: Any, data_bytes: bytes, single: str | None
+    ) -> list[tuple[Any, str]]:
+        """The request's messages with their JSON texts as sent (stdlib parser)."""
         try:
             text = data_bytes.decode("utf-8-sig")
             if single:
@@ -633,15 +693,7 @@ class Collector:
                     "too_large",
                 )
             checked.append((message, raw))
-        problems: list[str] | None = None
-        if self.strict:
-            problems = self._problems(checked, single)
-            if problems:
-                raise _Reject(
-                    400, "invalid message(s): " + " | ".join(problems), "invalid_message"
-                )
-        self._write(_Job(received_at, path, single, checked, problems is not None))
-        return len(checked), {"success": True}
+        return checked
 
     # -- storing ------------------------------------------------------------------------
 
@@ -654,21 +706,27 @@ class Collector:
         return problems
 
     def _write(self, job: _Job) -> None:
-        accepted: list[StoredMessage] = []
-        problems: list[str] = []
         validator = self.validator
-        for index, (message, raw) in enumerate(job.messages):
-            if not job.validated and not self.discard:
-                reasons = validate_message(message, job.single)
+        problems: list[str] = []
+        if job.validated or self.discard:
+            accepted: list[StoredMessage] = [(m, raw, []) for m, raw in job.messages]
+        else:
+            accepted = []
+            append = accepted.append
+            single = job.single
+            for index, (message, raw) in enumerate(job.messages):
+                reasons = validate_message(message, single)
                 if reasons:
                     problems.append(
                         f"message {index}{_describe(message)}: {'; '.join(reasons)}"
                     )
-                    continue
-            violations = self._violations(message) if validator is not None else []
-            accepted.append(StoredMessage(message, raw, violations))
-        self._batch_seq += 1
-        batch_id = f"{self._batch_prefix}-{self._batch_seq}"
+                else:
+                    append((message, raw, []))
+        if validator is not None:
+            accepted = [(m, raw, self._violations(m)) for m, raw, _ in accepted]
+        with self._counter_lock:
+            self._batch_seq += 1
+            batch_id = f"{self._batch_prefix}-{self._batch_seq}"
         duplicates = 0
         if accepted:
             _, duplicates = self.store.add_batch(batch_id, job.received_at, accepted)
@@ -699,8 +757,8 @@ def _batch_line(
     received_at: str, path: str, batch_id: str, accepted: list[StoredMessage], duplicates: int
 ) -> str:
     counts: dict[str, int] = {}
-    for item in accepted:
-        kind = str(item.message.get("type"))
+    for message, _, _ in accepted:
+        kind = str(message.get("type"))
         counts[kind] = counts.get(kind, 0) + 1
     by_type = " ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     dup = f"  {duplicates} duplicate(s)" if duplicates else ""

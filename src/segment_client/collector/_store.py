@@ -13,7 +13,6 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Store", "StoredMessage"]
@@ -44,13 +43,9 @@ CREATE TABLE IF NOT EXISTS rejections (
 _EVENT_COLUMNS = "id, received_at, batch_id, duplicate, violations, message"
 
 
-@dataclass(frozen=True)
-class StoredMessage:
-    """One accepted message, ready to insert: the parsed form and its JSON text."""
-
-    message: dict[str, Any]
-    text: str
-    violations: list[str]
+# One accepted message, ready to insert: the parsed form, its JSON text, its violations.
+# A plain tuple: the store handles ~100,000 of them a second.
+StoredMessage = tuple[dict[str, Any], str, list[str]]
 
 
 def _text_id(value: Any) -> str | None:
@@ -110,32 +105,53 @@ class Store:
         self, batch_id: str, received_at: str, messages: Sequence[StoredMessage]
     ) -> tuple[int, int]:
         """Store one accepted request's messages. Returns (stored, duplicates)."""
-        rows = []
-        duplicates = 0
+        ids: list[str | None] = []
+        kinds: dict[Any, int] = {}
+        events: dict[Any, int] = {}
+        for message, _, _ in messages:
+            message_id = message.get("messageId")
+            if message_id is not None and type(message_id) is not str:
+                message_id = str(message_id)
+            ids.append(message_id)
+            kind = message.get("type")
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if kind == "track":
+                event = message.get("event")
+                events[event] = events.get(event, 0) + 1
+        count = len(messages)
         with self._lock:
             seen = self.seen
-            for item in messages:
-                message = item.message
-                message_id = _text_id(message.get("messageId"))
-                duplicate = message_id is not None and message_id in seen
-                if message_id is not None:
-                    seen.add(message_id)
-                duplicates += duplicate
-                kind = message.get("type")
-                event = message.get("event") if kind == "track" else None
-                self.by_type[str(kind)] += 1
-                if kind == "track":
-                    self.by_event[str(event)] += 1
-                self.with_violations += bool(item.violations)
-                if self.persist:
-                    self._last_id += 1
-                    rows.append((
-                        self._last_id, received_at, batch_id, duplicate, kind, event,
+            new = {message_id for message_id in ids if message_id is not None}
+            if len(new) == count and seen.isdisjoint(new):
+                # The usual case, checked in C: no id repeats within the batch or before.
+                flags = [False] * count
+                duplicates = 0
+                seen |= new
+            else:
+                flags = []
+                duplicates = 0
+                for message_id in ids:
+                    duplicate = message_id is not None and message_id in seen
+                    if message_id is not None:
+                        seen.add(message_id)
+                    duplicates += duplicate
+                    flags.append(duplicate)
+            for kind, n in kinds.items():
+                self.by_type[str(kind)] += n
+            for event, n in events.items():
+                self.by_event[str(event)] += n
+            if self.persist:
+                first = self._last_id + 1
+                self._last_id += count
+                rows = [
+                    (
+                        first + i, received_at, batch_id, flags[i], message.get("type"),
+                        message.get("event") if message.get("type") == "track" else None,
                         _text_id(message.get("userId")), _text_id(message.get("anonymousId")),
-                        message_id, json.dumps(item.violations) if item.violations else "[]",
-                        item.text,
-                    ))
-            if rows:
+                        ids[i], json.dumps(violations) if violations else "[]", text,
+                    )
+                    for i, (message, text, violations) in enumerate(messages)
+                ]
                 # One transaction per batch (autocommit would make one per row).
                 self._db.execute("BEGIN")
                 self._db.executemany(
@@ -145,16 +161,17 @@ class Store:
                     rows,
                 )
                 self._db.execute("COMMIT")
-            self.total += len(messages)
+            self.with_violations += sum(1 for _, _, violations in messages if violations)
+            self.total += count
             self.duplicates += duplicates
             self.batches += 1
             second = int(time.monotonic())
             if self._recent and self._recent[-1][0] == second:
-                self._recent[-1] = (second, self._recent[-1][1] + len(messages))
+                self._recent[-1] = (second, self._recent[-1][1] + count)
             else:
-                self._recent.append((second, len(messages)))
+                self._recent.append((second, count))
             self.changed.notify_all()
-        return len(messages), duplicates
+        return count, duplicates
 
     def add_rejection(self, received_at: str, path: str, status: int, reason: str) -> None:
         """Record one rejected request (or rejected message) and why."""
