@@ -13,15 +13,18 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
+import email.utils
 import json
 import logging
 import mimetypes
 import socket
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -61,6 +64,9 @@ _CONTENT_TYPES = {
 }
 _SINGLE_ROUTES = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
 _INGEST_ROUTES = {"/v1/batch", "/v1/import", *_SINGLE_ROUTES}
+# The answer to an accepted request, encoded once.
+_ACCEPTED: dict[str, Any] = {"success": True}
+_SUCCESS = json.dumps(_ACCEPTED).encode()
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -68,6 +74,33 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"
     )
+
+
+class _Headers(dict[str, str]):
+    """Request headers by lower-cased name (the first of repeated ones); `get` as usual."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+_MAX_HEADERS = 100
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The `Date` header, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 class _Reject(Exception):
@@ -110,6 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Idle keep-alive connections are closed after this many seconds.
     timeout = 120
     server: _Server
+    raw_requestline: bytes  # set by BaseHTTPRequestHandler.handle_one_request
     server_version = "segment-client-collector"
     sys_version = ""
 
@@ -128,6 +162,57 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------------------
 
+    def parse_request(self) -> bool:
+        """The request line and headers, parsed without the email package.
+
+        `http.server` parses headers with `email.parser`, the largest cost of a keep-alive
+        request after the body itself. Well-formed HTTP/1.x request lines take this path
+        (same outcomes: keep-alive rules, `Expect: 100-continue`, 431 for header floods);
+        anything else goes to the stdlib's parser, which words the errors.
+        """
+        words = self.raw_requestline.split()
+        if len(words) != 3 or words[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+            return super().parse_request()
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        command, path, version = (str(word, "iso-8859-1") for word in words)
+        self.command, self.request_version = command, version
+        self.close_connection = version == "HTTP/1.0"
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")  # as the stdlib does
+        self.path = path
+        headers = _Headers()
+        readline = self.rfile.readline
+        last = ""
+        for _ in range(_MAX_HEADERS + 1):
+            line = readline(65537)
+            if len(line) > 65536:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            text = str(line, "iso-8859-1")
+            if text[0] in " \t" and last:  # an obsolete folded continuation line
+                headers[last] = f"{headers[last]} {text.strip()}"
+                continue
+            name, _, value = text.partition(":")
+            last = name.strip().lower()
+            if last not in headers:
+                dict.__setitem__(headers, last, value.strip())
+            else:
+                last = ""  # a repeated header: the first one counts, as with email.message
+        else:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue":
+            return self.handle_expect_100()
+        return True
+
     def _send(
         self,
         status: int,
@@ -135,20 +220,23 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        # One write for the status line, the headers and the body.
+        head = (
+            f"{self.protocol_version} {status} {_PHRASES.get(status, '')}\r\n"
+            f"Server: {self.server_version}\r\nDate: {_http_date()}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            "Cache-Control: no-store\r\n"
+        )
         for name, value in headers:
-            self.send_header(name, value)
+            head += f"{name}: {value}\r\n"
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+            head += "Connection: close\r\n"
+        data = (head + "\r\n").encode("latin-1")
+        self.wfile.write(data if self.command == "HEAD" else data + body)
 
     def _json(self, status: int, data: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
-        self._send(status, json.dumps(data).encode(), "application/json", headers)
+        body = _SUCCESS if data is _ACCEPTED else json.dumps(data).encode()
+        self._send(status, body, "application/json", headers)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -241,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, target.read_bytes(), content_type)
 
     def do_POST(self) -> None:
-        path = urlsplit(self.path).path
+        path = self.path if self.path in _INGEST_ROUTES else urlsplit(self.path).path
         collector = self.server.collector
         if path in _INGEST_ROUTES:
             self._ingest(path)
@@ -603,7 +691,7 @@ class Collector:
                     400, "invalid message(s): " + " | ".join(problems), "invalid_message"
                 )
         self._write(_Job(received_at, path, single, checked, problems is not None))
-        return len(checked), {"success": True}
+        return len(checked), _ACCEPTED
 
     def _checked_fast(self, headers: Any, data_bytes: bytes) -> list[tuple[Any, str]] | None:
         """A batch decoded by orjson, each message re-encoded compactly for storage.
