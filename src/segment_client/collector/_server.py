@@ -64,6 +64,8 @@ _CONTENT_TYPES = {
 }
 _SINGLE_ROUTES = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
 _INGEST_ROUTES = {"/v1/batch", "/v1/import", *_SINGLE_ROUTES}
+# The violations of a message without any (shared, never modified).
+_NONE: list[str] = []
 # The answer to an accepted request, encoded once.
 _ACCEPTED: dict[str, Any] = {"success": True}
 _SUCCESS = json.dumps(_ACCEPTED).encode()
@@ -715,26 +717,19 @@ class Collector:
         context = data.get("context")
         if type(context) is not dict:
             context = None
-        dumps = dumps_fast
-        checked: list[tuple[Any, str]] = []
-        append = checked.append
-        total = 0
-        largest = 0
-        for message in items:
-            if context is not None and type(message) is dict and "context" not in message:
-                message["context"] = context  # batch-level context applies to each
-            raw = dumps(message)
-            size = len(raw)
-            total += size
-            if size > largest:
-                largest = size
-            append((message, raw.decode()))
+        if context is not None:
+            for message in items:
+                if type(message) is dict and "context" not in message:
+                    message["context"] = context  # batch-level context applies to each
+        raws = list(map(dumps_fast, items))
+        sizes = list(map(len, raws))
         # Each message as sent is at most its compact size plus everything in the body
         # that is not a compact message (framing, whitespace, longer escapes).
-        slack = len(data_bytes) - total
-        if len(data_bytes) > MAX_MESSAGE_BYTES and largest + max(slack, 0) > MAX_MESSAGE_BYTES:
+        slack = max(len(data_bytes) - sum(sizes), 0)
+        largest = max(sizes, default=0)
+        if len(data_bytes) > MAX_MESSAGE_BYTES and largest + slack > MAX_MESSAGE_BYTES:
             return None
-        return checked
+        return list(zip(items, [raw.decode() for raw in raws], strict=True))
 
     def _checked(
         self, headers: Any, data_bytes: bytes, single: str | None
@@ -797,7 +792,7 @@ class Collector:
         validator = self.validator
         problems: list[str] = []
         if job.validated or self.discard:
-            accepted: list[StoredMessage] = [(m, raw, []) for m, raw in job.messages]
+            accepted: list[StoredMessage] = [(m, raw, _NONE) for m, raw in job.messages]
         else:
             accepted = []
             append = accepted.append
@@ -809,7 +804,7 @@ class Collector:
                         f"message {index}{_describe(message)}: {'; '.join(reasons)}"
                     )
                 else:
-                    append((message, raw, []))
+                    append((message, raw, _NONE))
         if validator is not None:
             accepted = [(m, raw, self._violations(m)) for m, raw, _ in accepted]
         with self._counter_lock:
