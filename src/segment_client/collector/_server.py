@@ -1,8 +1,10 @@
 """The local Segment-compatible collector: HTTP server, ingest, read API, faults.
 
-Stdlib only: `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, one thread per
-connection. Each ingest request is checked (size, JSON, write key, every message) and
-stored with one batched insert before it is answered, so whatever was answered 200 is
+Stdlib only (orjson used when installed): `ThreadingHTTPServer` speaking HTTP/1.1 with
+keep-alive, one thread per connection, request headers parsed without the `email`
+package. Each ingest request is checked (size, JSON, write key, strict validity), answered,
+then validated message by message and stored with one batched insert on the same thread;
+every read waits for the batches answered before it, so whatever was answered 200 is
 visible to every later read. (A separate writer thread was measured: the GIL hand-offs
 around SQLite cost ~20% more CPU per event, so the store is written inline.)
 """
@@ -387,15 +389,27 @@ class _Handler(BaseHTTPRequestHandler):
             self._inject(fault, path, received_at, 0)
             return
         try:
-            stored, answer = collector._accept(path, self.headers, body, received_at)
+            job = collector._check(path, self.headers, body, received_at)
         except _Reject as exc:
             collector._reject(received_at, path, exc.status, exc.reason)
             self._json(exc.status, {"success": False, "code": exc.code, "message": exc.reason})
             return
         if fault is not None and (fault.drop or fault.status):
-            self._inject(fault, path, received_at, stored)
+            collector._write(job)
+            self._inject(fault, path, received_at, len(job.messages))
             return
-        self._json(200, answer)
+        # Answer first, then store: the client prepares its next batch while this one is
+        # written (the two processes overlap instead of taking turns). Every read waits
+        # for the batches answered before it (Store.hold), so whatever was answered 200
+        # is still visible to every later read.
+        ticket = collector.store.hold()
+        try:
+            self._json(200, _ACCEPTED)
+        finally:
+            try:
+                collector._write(job)
+            finally:
+                collector.store.release(ticket)
 
     def _inject(self, fault: Fault, path: str, received_at: str, stored: int) -> None:
         collector = self.server.collector
@@ -669,9 +683,18 @@ class Collector:
     def _accept(
         self, path: str, headers: Any, body: bytes, received_at: str
     ) -> tuple[int, dict[str, Any]]:
-        """Check and store one ingest request.
+        """Check and store one ingest request (`_check`, then `_write`).
 
         Returns (messages, answer) or raises _Reject.
+        """
+        job = self._check(path, headers, body, received_at)
+        self._write(job)
+        return len(job.messages), _ACCEPTED
+
+    def _check(self, path: str, headers: Any, body: bytes, received_at: str) -> _Job:
+        """Everything that decides the answer: size, encoding, JSON, key, strict validity.
+
+        Returns the messages to store, or raises _Reject.
         """
         single = _SINGLE_ROUTES.get(path)
         limit = MAX_MESSAGE_BYTES if single else MAX_REQUEST_BYTES
@@ -692,8 +715,7 @@ class Collector:
                 raise _Reject(
                     400, "invalid message(s): " + " | ".join(problems), "invalid_message"
                 )
-        self._write(_Job(received_at, path, single, checked, problems is not None))
-        return len(checked), _ACCEPTED
+        return _Job(received_at, path, single, checked, problems is not None)
 
     def _checked_fast(self, headers: Any, data_bytes: bytes) -> list[tuple[Any, str]] | None:
         """A batch decoded by orjson, each message re-encoded compactly for storage.

@@ -69,6 +69,9 @@ class Store:
             self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(_SCHEMA)
         self._recent: deque[tuple[int, int]] = deque()  # (second, messages) for 60 s
+        # Batches answered but not yet stored (see hold()), by ticket.
+        self._issued = 0
+        self._pending: set[int] = set()
         self._load_counters()
 
     def _load_counters(self) -> None:
@@ -101,6 +104,32 @@ class Store:
         }
 
     # -- writes -------------------------------------------------------------------------
+
+    def hold(self) -> int:
+        """Announce a batch that will be stored soon; reads from now on wait for it.
+
+        Returns a ticket for `release`, which must follow (in a `finally`).
+        """
+        with self._lock:
+            self._issued += 1
+            self._pending.add(self._issued)
+            return self._issued
+
+    def release(self, ticket: int) -> None:
+        """The batch announced with `ticket` is stored (or failed): reads may go on."""
+        with self._lock:
+            self._pending.discard(ticket)
+            self.changed.notify_all()
+
+    def _settle(self) -> None:
+        """With the lock held: wait for the batches announced before this call.
+
+        Only those: batches announced later do not hold a reader back, so busy
+        connections cannot starve it.
+        """
+        if self._pending:
+            target = self._issued
+            self.changed.wait_for(lambda: not self._pending or min(self._pending) > target)
 
     def add_batch(
         self, batch_id: str, received_at: str, messages: Sequence[StoredMessage]
@@ -199,6 +228,7 @@ class Store:
     def clear(self) -> None:
         """Forget everything: events, rejections and counters."""
         with self._lock:
+            self._settle()
             self._db.execute("DELETE FROM events")
             self._db.execute("DELETE FROM rejections")
             self._recent.clear()
@@ -248,6 +278,7 @@ class Store:
             sql += " LIMIT ?"
             args.append(limit)
         with self._lock:
+            self._settle()
             rows = self._db.execute(sql, args).fetchall()
             last = self._last_id
         events = [
@@ -277,6 +308,7 @@ class Store:
             sql += " LIMIT ?"
             args.append(limit)
         with self._lock:
+            self._settle()
             rows = self._db.execute(sql, args).fetchall()
         return [
             {"id": r[0], "receivedAt": r[1], "path": r[2], "status": r[3], "reason": r[4]}
@@ -285,8 +317,9 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         """Counters: totals, by type, by track event, duplicates, rejections, batches."""
-        now = int(time.monotonic())
         with self._lock:
+            self._settle()
+            now = int(time.monotonic())
             while self._recent and self._recent[0][0] <= now - 60:
                 self._recent.popleft()
             return {
