@@ -443,3 +443,17 @@ def test_http_edge_cases_of_the_request_parser(collector: Collector) -> None:
     assert exchange(b"HEAD /v1/stats HTTP/1.1\r\nConnection: close\r\n\r\n").endswith(
         b"\r\n\r\n")
     assert collector.stats()["total"] == 2
+
+
+def test_a_batch_that_cannot_be_stored_after_its_answer_is_reported(
+    collector: Collector, http: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def locked(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(collector.store, "add_batch", locked)
+    assert post(http, collector, {"batch": [track(), track()]}).status_code == 200
+    (rejection,) = collector.rejections()
+    assert rejection["status"] == 500
+    assert "stored none of 2 message(s): RuntimeError: database is locked" in rejection["reason"]
+    assert collector.stats()["total"] == 0

@@ -408,6 +408,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             try:
                 collector._write(job)
+            except Exception as exc:  # noqa: BLE001 - answered already: report, never hide
+                collector._store_failed(job, exc)
             finally:
                 collector.store.release(ticket)
 
@@ -839,6 +841,14 @@ class Collector:
             self._reject(job.received_at, job.path, 200, f"dropped invalid {problem}")
         if self.log is not None and accepted:
             self._print(_batch_line(job.received_at, job.path, batch_id, accepted, duplicates))
+
+    def _store_failed(self, job: _Job, exc: Exception) -> None:
+        """A batch answered 200 could not be stored (a locked or full database file)."""
+        reason = (f"answered 200 but stored none of {len(job.messages)} message(s): "
+                  f"{type(exc).__name__}: {exc}")
+        logger.error("collector: %s", reason)
+        with contextlib.suppress(Exception):
+            self._reject(job.received_at, job.path, 500, reason)
 
     def _violations(self, message: dict[str, Any]) -> list[str]:
         if self.validator is None:
