@@ -1,7 +1,8 @@
 """Ceiling of the local collector in events/s: raw keep-alive POSTs of 100-message batches.
 
 Usage: python bench/collector_ceiling.py [--seconds 5] [--connections 1] [--gzip]
-                                         [--db :memory:] [--in-process]
+                                         [--db :memory:] [--in-process] [--discard]
+                                         [--no-orjson]
 
 The collector runs in its own process (as `segment-client collector` would); the bodies
 are built once, so the sending loop costs little: the number is the collector's (HTTP,
@@ -15,9 +16,18 @@ import gzip
 import http.client
 import json
 import multiprocessing
+import os
+import sys
 import threading
 import time
 import uuid
+
+# --no-orjson: the collector as installed without the `fast` extra. Set before the import
+# and in the environment, so that the collector's own (spawned) process sees it too.
+if "--no-orjson" in sys.argv:
+    os.environ["SEGMENT_BENCH_NO_ORJSON"] = "1"
+if os.environ.get("SEGMENT_BENCH_NO_ORJSON"):
+    sys.modules["orjson"] = None  # type: ignore[assignment]
 
 from segment_client.collector import Collector
 
@@ -53,6 +63,8 @@ def main() -> None:
     parser.add_argument("--db", default=":memory:")
     parser.add_argument("--in-process", action="store_true")
     parser.add_argument("--discard", action="store_true", help="count only, no SQLite")
+    parser.add_argument("--no-orjson", action="store_true",
+                        help="hide orjson from the collector (the stdlib parser)")
     args = parser.parse_args()
     bodies = [make_body(args.batch, compress=args.gzip)[0] for _ in range(50)]
     headers = {"Content-Type": "application/json"}
@@ -129,6 +141,7 @@ def run(args: argparse.Namespace, bodies: list[bytes], headers: dict[str, str],
         print(f"{requests} requests x {args.batch} messages in {elapsed:.2f}s over "
               f"{args.connections} connection(s), gzip={args.gzip}, "
               f"{'discard' if args.discard else f'db={args.db}'}, "
+              f"{'stdlib parser' if args.no_orjson else 'orjson'}, "
               f"{'in-process' if args.in_process else 'separate process'}: "
               f"{requests * args.batch / elapsed:,.0f} events/s, "
               f"{requests / elapsed:,.0f} requests/s")

@@ -104,15 +104,29 @@ def make_adapter(name: str, url: str) -> Adapter:
 SERVER = "sink"  # or "collector": the project's own collector (set from --server)
 
 
+_stats_conn: http.client.HTTPConnection | None = None
+
+
 def sink_stats(url: str) -> dict[str, int]:
-    """Messages and distinct ids the server holds, from bench/sink.py or the collector."""
+    """Messages and distinct ids the server holds, from bench/sink.py or the collector.
+
+    One keep-alive connection for all polls: a new connection every 2 ms would cost the
+    server (a thread per connection in the collector) as much as the traffic measured.
+    """
+    global _stats_conn
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    try:
-        conn.request("GET", "/v1/stats" if SERVER == "collector" else "/_stats")
-        result: dict[str, int] = json.loads(conn.getresponse().read())
-    finally:
-        conn.close()
+    for attempt in (1, 2):
+        if _stats_conn is None:
+            _stats_conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        try:
+            _stats_conn.request("GET", "/v1/stats" if SERVER == "collector" else "/_stats")
+            result: dict[str, int] = json.loads(_stats_conn.getresponse().read())
+            break
+        except (OSError, http.client.HTTPException):
+            _stats_conn.close()
+            _stats_conn = None
+            if attempt == 2:
+                raise
     if SERVER == "collector":
         return {"messages": result["total"], "unique": result["unique"],
                 "requests": result["batches"]}

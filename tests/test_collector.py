@@ -362,3 +362,98 @@ def test_discard_mode_counts_without_storing() -> None:
         assert stats["by_event"] == {"Signed Up": 2, "Other": 1}
         assert collector.events() == []
         assert post(http, collector, b"{").status_code == 400  # the request checks remain
+
+
+@pytest.fixture(name="parser", params=["orjson", "stdlib"])
+def _parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    from segment_client.collector import _server
+
+    if request.param == "stdlib":
+        monkeypatch.setattr(_server, "loads_fast", None)
+    elif _server.loads_fast is None:
+        pytest.skip("orjson is not installed")
+    return str(request.param)
+
+
+def test_both_parsers_store_the_same_messages_and_limits(
+    parser: str, collector: Collector, http: requests.Session
+) -> None:
+    messages = [track(properties={"price": 1e5, "name": "caf\u00e9", "nested": [1, {"a": None}]}),
+                track("user-2", context={"ip": "203.0.113.9"}), track("user-3")]
+    body = json.dumps({"batch": messages, "context": {"library": {"name": "x"}}},
+                      indent=2, ensure_ascii=True).encode()
+    assert post(http, collector, body).status_code == 200
+    stored = collector.messages()
+    assert stored[0]["properties"] == messages[0]["properties"]
+    assert [m["context"] for m in stored] == [
+        {"library": {"name": "x"}}, {"ip": "203.0.113.9"}, {"library": {"name": "x"}}]
+    # Under the limit compactly, over it as sent (whitespace counts, as on the API).
+    padded = track(properties={"text": "x" * 30_000})
+    text = json.dumps(padded).replace(", ", "," + " " * 3_000, 1)
+    body = ('{"batch": [' + text + ', ' + json.dumps(track()) + "]}").encode()
+    response = post(http, collector, body)
+    assert response.status_code == 400, parser
+    assert "message 0 is" in response.json()["message"]
+    # NaN and integers beyond 64 bits: orjson refuses them, the collector does not.
+    odd = [track(properties={"big": 2**70}), track(properties={"nan": float("nan")})]
+    assert post(http, collector, json.dumps({"batch": odd}).encode()).status_code == 200
+    assert collector.stats()["total"] == 5
+
+
+def test_a_read_waits_for_batches_answered_before_it(collector: Collector) -> None:
+    import threading
+
+    store = collector.store
+    first = store.hold()
+    done = threading.Event()
+    reader = threading.Thread(target=lambda: (store.stats(), done.set()))
+    reader.start()
+    later = store.hold()  # announced after the read began: it must not hold it back
+    assert not done.wait(0.2)
+    store.release(first)
+    assert done.wait(5)
+    reader.join()
+    store.release(later)
+
+
+def test_http_edge_cases_of_the_request_parser(collector: Collector) -> None:
+    import socket
+
+    def exchange(data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", collector.port), timeout=5) as sock:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    body = json.dumps({"batch": [track()]}).encode()
+    # HTTP/1.0 closes after the answer; a folded header line is joined to the previous.
+    answer = exchange(b"POST /v1/batch HTTP/1.0\r\nX-Folded: a\r\n b\r\nContent-Length: "
+                      + str(len(body)).encode() + b"\r\n\r\n" + body)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in answer
+    # Expect: 100-continue gets its interim answer, then the real one.
+    answer = exchange(b"POST /v1/batch HTTP/1.1\r\nExpect: 100-continue\r\nConnection: close"
+                      b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n") and b"200 OK" in answer
+    flood = b"".join(b"X-%d: 1\r\n" % i for i in range(101))
+    assert exchange(b"GET /v1/stats HTTP/1.1\r\n" + flood + b"\r\n").startswith(
+        b"HTTP/1.1 431")
+    assert exchange(b"HEAD /v1/stats HTTP/1.1\r\nConnection: close\r\n\r\n").endswith(
+        b"\r\n\r\n")
+    assert collector.stats()["total"] == 2
+
+
+def test_a_batch_that_cannot_be_stored_after_its_answer_is_reported(
+    collector: Collector, http: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def locked(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(collector.store, "add_batch", locked)
+    assert post(http, collector, {"batch": [track(), track()]}).status_code == 200
+    (rejection,) = collector.rejections()
+    assert rejection["status"] == 500
+    assert "stored none of 2 message(s): RuntimeError: database is locked" in rejection["reason"]
+    assert collector.stats()["total"] == 0

@@ -4,6 +4,11 @@ The batch array is walked with the stdlib's C scanner one element at a time, so 
 message comes with its exact span in the body: the size check measures what the client
 sent, and the store keeps that text without encoding the message again (the collector's
 most expensive step otherwise). Pure functions; thread-safe.
+
+With orjson installed (the `fast` extra), `loads_fast` decodes a whole body about three
+times faster; the collector then stores each message's compact re-encoding and falls
+back to `parse_batch` whenever the exact sizes as sent could matter (see `_server.py`)
+or orjson refuses what the stdlib accepts (NaN, integers beyond 64 bits, a BOM).
 """
 
 from __future__ import annotations
@@ -12,10 +17,19 @@ import json
 import re
 from typing import Any
 
-__all__ = ["ParsedMessage", "parse_batch"]
+__all__ = ["ParsedMessage", "dumps_fast", "loads_fast", "parse_batch"]
+
+try:
+    import orjson
+except ImportError:  # the stdlib parser below does everything, only slower
+    orjson = None  # type: ignore[assignment]
+
+loads_fast: Any = None if orjson is None else orjson.loads
+dumps_fast: Any = None if orjson is None else orjson.dumps
 
 _ws_match = re.compile(r"[ \t\n\r]*").match
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_BLANK = frozenset(" \t\n\r")
 
 
 def _skip(text: str, index: int) -> int:
@@ -83,13 +97,28 @@ def parse_batch(text: str) -> tuple[dict[str, Any], list[ParsedMessage] | None]:
 
 
 def _array(text: str, index: int) -> tuple[list[ParsedMessage], int]:
+    # The hot loop of the collector: one C scan per element. Compact bodies (what every
+    # client sends) take the fast branch; whitespace falls back to the regex skip.
     items: list[ParsedMessage] = []
+    append = items.append
+    scan = _scan
     index = _skip(text, index + 1)
     if text[index : index + 1] == "]":
         return items, index + 1
     while True:
-        value, end = _value(text, index)
-        items.append((value, text[index:end]))
+        try:
+            value, end = scan(text, index)
+        except StopIteration:
+            raise _fail(text, index, "a value") from None
+        append((value, text[index:end]))
+        char = text[end : end + 1]
+        if char == ",":
+            index = end + 1
+            if text[index : index + 1] in _BLANK:
+                index = _skip(text, index)
+            continue
+        if char == "]":
+            return items, end + 1
         index = _skip(text, end)
         char = text[index : index + 1]
         if char == ",":

@@ -1,8 +1,10 @@
 """The local Segment-compatible collector: HTTP server, ingest, read API, faults.
 
-Stdlib only: `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, one thread per
-connection. Each ingest request is checked (size, JSON, write key, every message) and
-stored with one batched insert before it is answered, so whatever was answered 200 is
+Stdlib only (orjson used when installed): `ThreadingHTTPServer` speaking HTTP/1.1 with
+keep-alive, one thread per connection, request headers parsed without the `email`
+package. Each ingest request is checked (size, JSON, write key, strict validity), answered,
+then validated message by message and stored with one batched insert on the same thread;
+every read waits for the batches answered before it, so whatever was answered 200 is
 visible to every later read. (A separate writer thread was measured: the GIL hand-offs
 around SQLite cost ~20% more CPU per event, so the store is written inline.)
 """
@@ -13,15 +15,18 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
+import email.utils
 import json
 import logging
 import mimetypes
 import socket
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +34,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from ._faults import Fault, FaultPlan
-from ._parse import parse_batch
+from ._parse import dumps_fast, loads_fast, parse_batch
 from ._store import Store, StoredMessage
 from ._validate import MESSAGE_TYPES, validate_message
 
@@ -61,6 +66,11 @@ _CONTENT_TYPES = {
 }
 _SINGLE_ROUTES = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
 _INGEST_ROUTES = {"/v1/batch", "/v1/import", *_SINGLE_ROUTES}
+# The violations of a message without any (shared, never modified).
+_NONE: list[str] = []
+# The answer to an accepted request, encoded once.
+_ACCEPTED: dict[str, Any] = {"success": True}
+_SUCCESS = json.dumps(_ACCEPTED).encode()
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -68,6 +78,33 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"
     )
+
+
+class _Headers(dict[str, str]):
+    """Request headers by lower-cased name (the first of repeated ones); `get` as usual."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+_MAX_HEADERS = 100
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The `Date` header, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 class _Reject(Exception):
@@ -110,6 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Idle keep-alive connections are closed after this many seconds.
     timeout = 120
     server: _Server
+    raw_requestline: bytes  # set by BaseHTTPRequestHandler.handle_one_request
     server_version = "segment-client-collector"
     sys_version = ""
 
@@ -128,6 +166,57 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------------------
 
+    def parse_request(self) -> bool:
+        """The request line and headers, parsed without the email package.
+
+        `http.server` parses headers with `email.parser`, the largest cost of a keep-alive
+        request after the body itself. Well-formed HTTP/1.x request lines take this path
+        (same outcomes: keep-alive rules, `Expect: 100-continue`, 431 for header floods);
+        anything else goes to the stdlib's parser, which words the errors.
+        """
+        words = self.raw_requestline.split()
+        if len(words) != 3 or words[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+            return super().parse_request()
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        command, path, version = (str(word, "iso-8859-1") for word in words)
+        self.command, self.request_version = command, version
+        self.close_connection = version == "HTTP/1.0"
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")  # as the stdlib does
+        self.path = path
+        headers = _Headers()
+        readline = self.rfile.readline
+        last = ""
+        for _ in range(_MAX_HEADERS + 1):
+            line = readline(65537)
+            if len(line) > 65536:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            text = str(line, "iso-8859-1")
+            if text[0] in " \t" and last:  # an obsolete folded continuation line
+                headers[last] = f"{headers[last]} {text.strip()}"
+                continue
+            name, _, value = text.partition(":")
+            last = name.strip().lower()
+            if last not in headers:
+                dict.__setitem__(headers, last, value.strip())
+            else:
+                last = ""  # a repeated header: the first one counts, as with email.message
+        else:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue":
+            return self.handle_expect_100()
+        return True
+
     def _send(
         self,
         status: int,
@@ -135,20 +224,23 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        # One write for the status line, the headers and the body.
+        head = (
+            f"{self.protocol_version} {status} {_PHRASES.get(status, '')}\r\n"
+            f"Server: {self.server_version}\r\nDate: {_http_date()}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            "Cache-Control: no-store\r\n"
+        )
         for name, value in headers:
-            self.send_header(name, value)
+            head += f"{name}: {value}\r\n"
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+            head += "Connection: close\r\n"
+        data = (head + "\r\n").encode("latin-1")
+        self.wfile.write(data if self.command == "HEAD" else data + body)
 
     def _json(self, status: int, data: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
-        self._send(status, json.dumps(data).encode(), "application/json", headers)
+        body = _SUCCESS if data is _ACCEPTED else json.dumps(data).encode()
+        self._send(status, body, "application/json", headers)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -241,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, target.read_bytes(), content_type)
 
     def do_POST(self) -> None:
-        path = urlsplit(self.path).path
+        path = self.path if self.path in _INGEST_ROUTES else urlsplit(self.path).path
         collector = self.server.collector
         if path in _INGEST_ROUTES:
             self._ingest(path)
@@ -297,15 +389,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._inject(fault, path, received_at, 0)
             return
         try:
-            stored, answer = collector._accept(path, self.headers, body, received_at)
+            job = collector._check(path, self.headers, body, received_at)
         except _Reject as exc:
             collector._reject(received_at, path, exc.status, exc.reason)
             self._json(exc.status, {"success": False, "code": exc.code, "message": exc.reason})
             return
         if fault is not None and (fault.drop or fault.status):
-            self._inject(fault, path, received_at, stored)
+            collector._write(job)
+            self._inject(fault, path, received_at, len(job.messages))
             return
-        self._json(200, answer)
+        # Answer first, then store: the client prepares its next batch while this one is
+        # written (the two processes overlap instead of taking turns). Every read waits
+        # for the batches answered before it (Store.hold), so whatever was answered 200
+        # is still visible to every later read.
+        ticket = collector.store.hold()
+        try:
+            self._json(200, _ACCEPTED)
+        finally:
+            try:
+                collector._write(job)
+            except Exception as exc:  # noqa: BLE001 - answered already: report, never hide
+                collector._store_failed(job, exc)
+            finally:
+                collector.store.release(ticket)
 
     def _inject(self, fault: Fault, path: str, received_at: str, stored: int) -> None:
         collector = self.server.collector
@@ -579,9 +685,18 @@ class Collector:
     def _accept(
         self, path: str, headers: Any, body: bytes, received_at: str
     ) -> tuple[int, dict[str, Any]]:
-        """Check and store one ingest request.
+        """Check and store one ingest request (`_check`, then `_write`).
 
         Returns (messages, answer) or raises _Reject.
+        """
+        job = self._check(path, headers, body, received_at)
+        self._write(job)
+        return len(job.messages), _ACCEPTED
+
+    def _check(self, path: str, headers: Any, body: bytes, received_at: str) -> _Job:
+        """Everything that decides the answer: size, encoding, JSON, key, strict validity.
+
+        Returns the messages to store, or raises _Reject.
         """
         single = _SINGLE_ROUTES.get(path)
         limit = MAX_MESSAGE_BYTES if single else MAX_REQUEST_BYTES
@@ -592,6 +707,58 @@ class Collector:
         if len(data_bytes) > limit:
             raise _Reject(400, f"Exceed payload limit: request is over {limit} bytes",
                           "too_large")
+        checked = None if single else self._checked_fast(headers, data_bytes)
+        if checked is None:
+            checked = self._checked(headers, data_bytes, single)
+        problems: list[str] | None = None
+        if self.strict:
+            problems = self._problems(checked, single)
+            if problems:
+                raise _Reject(
+                    400, "invalid message(s): " + " | ".join(problems), "invalid_message"
+                )
+        return _Job(received_at, path, single, checked, problems is not None)
+
+    def _checked_fast(self, headers: Any, data_bytes: bytes) -> list[tuple[Any, str]] | None:
+        """A batch decoded by orjson, each message re-encoded compactly for storage.
+
+        None when orjson is missing or refuses the body, and when a message could be over
+        the size limit as sent (whitespace or escapes the compact form does not have):
+        the exact path (`_checked`) then decides, with the same outcome and messages.
+        """
+        if loads_fast is None:
+            return None
+        try:
+            data = loads_fast(data_bytes)
+        except ValueError:  # orjson.JSONDecodeError; the stdlib path words the error
+            return None
+        if type(data) is not dict:
+            return None
+        items = data.get("batch")
+        if type(items) is not list:
+            return None
+        self._check_key(headers, data)
+        context = data.get("context")
+        if type(context) is not dict:
+            context = None
+        if context is not None:
+            for message in items:
+                if type(message) is dict and "context" not in message:
+                    message["context"] = context  # batch-level context applies to each
+        raws = list(map(dumps_fast, items))
+        sizes = list(map(len, raws))
+        # Each message as sent is at most its compact size plus everything in the body
+        # that is not a compact message (framing, whitespace, longer escapes).
+        slack = max(len(data_bytes) - sum(sizes), 0)
+        largest = max(sizes, default=0)
+        if len(data_bytes) > MAX_MESSAGE_BYTES and largest + slack > MAX_MESSAGE_BYTES:
+            return None
+        return list(zip(items, [raw.decode() for raw in raws], strict=True))
+
+    def _checked(
+        self, headers: Any, data_bytes: bytes, single: str | None
+    ) -> list[tuple[Any, str]]:
+        """The request's messages with their JSON texts as sent (stdlib parser)."""
         try:
             text = data_bytes.decode("utf-8-sig")
             if single:
@@ -633,15 +800,7 @@ class Collector:
                     "too_large",
                 )
             checked.append((message, raw))
-        problems: list[str] | None = None
-        if self.strict:
-            problems = self._problems(checked, single)
-            if problems:
-                raise _Reject(
-                    400, "invalid message(s): " + " | ".join(problems), "invalid_message"
-                )
-        self._write(_Job(received_at, path, single, checked, problems is not None))
-        return len(checked), {"success": True}
+        return checked
 
     # -- storing ------------------------------------------------------------------------
 
@@ -654,21 +813,27 @@ class Collector:
         return problems
 
     def _write(self, job: _Job) -> None:
-        accepted: list[StoredMessage] = []
-        problems: list[str] = []
         validator = self.validator
-        for index, (message, raw) in enumerate(job.messages):
-            if not job.validated and not self.discard:
-                reasons = validate_message(message, job.single)
+        problems: list[str] = []
+        if job.validated or self.discard:
+            accepted: list[StoredMessage] = [(m, raw, _NONE) for m, raw in job.messages]
+        else:
+            accepted = []
+            append = accepted.append
+            single = job.single
+            for index, (message, raw) in enumerate(job.messages):
+                reasons = validate_message(message, single)
                 if reasons:
                     problems.append(
                         f"message {index}{_describe(message)}: {'; '.join(reasons)}"
                     )
-                    continue
-            violations = self._violations(message) if validator is not None else []
-            accepted.append(StoredMessage(message, raw, violations))
-        self._batch_seq += 1
-        batch_id = f"{self._batch_prefix}-{self._batch_seq}"
+                else:
+                    append((message, raw, _NONE))
+        if validator is not None:
+            accepted = [(m, raw, self._violations(m)) for m, raw, _ in accepted]
+        with self._counter_lock:
+            self._batch_seq += 1
+            batch_id = f"{self._batch_prefix}-{self._batch_seq}"
         duplicates = 0
         if accepted:
             _, duplicates = self.store.add_batch(batch_id, job.received_at, accepted)
@@ -676,6 +841,14 @@ class Collector:
             self._reject(job.received_at, job.path, 200, f"dropped invalid {problem}")
         if self.log is not None and accepted:
             self._print(_batch_line(job.received_at, job.path, batch_id, accepted, duplicates))
+
+    def _store_failed(self, job: _Job, exc: Exception) -> None:
+        """A batch answered 200 could not be stored (a locked or full database file)."""
+        reason = (f"answered 200 but stored none of {len(job.messages)} message(s): "
+                  f"{type(exc).__name__}: {exc}")
+        logger.error("collector: %s", reason)
+        with contextlib.suppress(Exception):
+            self._reject(job.received_at, job.path, 500, reason)
 
     def _violations(self, message: dict[str, Any]) -> list[str]:
         if self.validator is None:
@@ -699,8 +872,8 @@ def _batch_line(
     received_at: str, path: str, batch_id: str, accepted: list[StoredMessage], duplicates: int
 ) -> str:
     counts: dict[str, int] = {}
-    for item in accepted:
-        kind = str(item.message.get("type"))
+    for message, _, _ in accepted:
+        kind = str(message.get("type"))
         counts[kind] = counts.get(kind, 0) + 1
     by_type = " ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     dup = f"  {duplicates} duplicate(s)" if duplicates else ""

@@ -60,8 +60,86 @@ def _valid_time(value: Any) -> bool:
     return True
 
 
+_TYPES = frozenset(MESSAGE_TYPES)
+_time_match = _TIME_RE.match
+
+
+def _plainly_valid(message: dict[str, Any], expected_type: str | None) -> bool:
+    """True for a message that `_reasons` would accept, checked without building reasons.
+
+    The collector validates every message it stores; this straight-line check is about
+    three times faster than the general walk. Anything unusual (a subclass, a number id,
+    an offset the regex does not take) returns False and gets the full check.
+    """
+    get = message.get
+    kind = get("type", expected_type)
+    if type(kind) is not str or kind not in _TYPES:
+        return False
+    if expected_type is not None and kind != expected_type:
+        return False
+    # Straight-line on purpose: loops over field names cost as much as the checks.
+    value = get("context")
+    if value is not None and type(value) is not dict:
+        return False
+    value = get("properties")
+    if value is not None and type(value) is not dict:
+        return False
+    value = get("integrations")
+    if value is not None and type(value) is not dict:
+        return False
+    value = get("traits")
+    if value is not None and type(value) is not dict:
+        return False
+    value = get("messageId")
+    if value is not None and type(value) is not str:
+        return False
+    value = get("name")
+    if value is not None and type(value) is not str:
+        return False
+    value = get("category")
+    if value is not None and type(value) is not str:
+        return False
+    value = get("timestamp")
+    if value is not None and (type(value) is not str or _time_match(value) is None):
+        return False
+    value = get("sentAt")
+    if value is not None and (type(value) is not str or _time_match(value) is None):
+        return False
+    value = get("originalTimestamp")
+    if value is not None and (type(value) is not str or _time_match(value) is None):
+        return False
+    user_id = get("userId")
+    if user_id is not None and (type(user_id) is not str or not user_id):
+        return False
+    anonymous_id = get("anonymousId")
+    if anonymous_id is not None and (type(anonymous_id) is not str or not anonymous_id):
+        return False
+    event = get("event")
+    if event is not None and type(event) is not str:
+        return False
+    group_id = get("groupId")
+    if group_id is not None and (type(group_id) is not str or not group_id):
+        return False
+    previous_id = get("previousId")
+    if previous_id is not None and (type(previous_id) is not str or not previous_id):
+        return False
+    if kind == "alias":
+        return user_id is not None and previous_id is not None
+    if kind == "track" and not event:
+        return False
+    if kind == "group" and group_id is None:
+        return False
+    return user_id is not None or anonymous_id is not None
+
+
 def validate_message(message: Any, expected_type: str | None = None) -> list[str]:
     """Reasons `message` would not be accepted; `expected_type` for single-message routes."""
+    if type(message) is dict and _plainly_valid(message, expected_type):
+        return []
+    return _reasons(message, expected_type)
+
+
+def _reasons(message: Any, expected_type: str | None) -> list[str]:
     if not isinstance(message, dict):
         return [f"a message must be a JSON object, got {type(message).__name__}"]
     reasons: list[str] = []
