@@ -38,7 +38,12 @@ OURS = "segment-client"
 BASELINE = "segment-analytics-python"
 # segment-client-stdlib: segment-client with orjson hidden, as installed without [fast].
 STDLIB = "segment-client-stdlib"
-CLIENTS = [OURS, STDLIB, BASELINE, "rudder-sdk-python", "posthog"]
+# The opt-in features, measured in the same run: the on-disk spool (issue 9's budget: at
+# most +2 us per call and within 20% of the in-memory throughput) and tracking-plan
+# validation of every message (bench/plan.json).
+SPOOL = "segment-client-spool"
+PLAN = "segment-client-plan"
+CLIENTS = [OURS, STDLIB, SPOOL, PLAN, BASELINE, "rudder-sdk-python", "posthog"]
 SCENARIOS = ["caller", "throughput", "rss"]
 # posthog posts its own format to /batch/, which a Segment collector refuses (404).
 SINK_CLIENTS = {"posthog"}
@@ -111,6 +116,9 @@ def versions(clients: list[str]) -> dict[str, str]:
         try:
             if name == STDLIB:
                 out[name] = version(OURS) + " (no orjson)"
+            elif name in (SPOOL, PLAN):
+                out[name] = version(OURS) + (" (spool_dir)" if name == SPOOL else
+                                             " (tracking_plan)")
             else:
                 out[name] = version(name)
         except PackageNotFoundError:
@@ -331,7 +339,10 @@ def write_chart(
         ("rss_bytes_per_message", "RSS bytes per queued message\nlower is better", None),
     ]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    colours = ["#2a9d8f" if c == OURS else "#8d99ae" for c in clients]
+    colours = [
+        "#2a9d8f" if c == OURS else "#8ecfc4" if c.startswith(OURS) else "#8d99ae"
+        for c in clients
+    ]
     for ax, (key, title, ceiling) in zip(axes.flat, panels, strict=True):
         values = [figures[c][key] for c in clients]
         bars = ax.bar(range(len(clients)), values, color=colours)
@@ -501,6 +512,33 @@ def write_report(path: Path, data: dict[str, Any], chart_name: str) -> None:
             "segment-analytics-python's caller cost on this machine. `pip install "
             "'segment-client[fast]'`; where orjson has no wheel the stdlib encoder is used, "
             "with the same output (tested)."
+        )
+    if OURS in figures and SPOOL in figures:
+        mem, disk = figures[OURS], figures[SPOOL]
+        added = disk["caller_median_ns"] - mem["caller_median_ns"]
+        share = disk["events_per_s"] / mem["events_per_s"]
+        notes.append(
+            "- **The on-disk spool** (`Client(spool_dir=...)`), measured in this run: a call "
+            f"costs {disk['caller_median_ns']:,.0f} ns against {mem['caller_median_ns']:,.0f} "
+            f"ns in memory ({added:+,.0f} ns; budget +2,000 ns: "
+            f"{'met' if added <= 2000 else 'not met'}), and end-to-end throughput is "
+            f"{disk['events_per_s']:,.0f} against {mem['events_per_s']:,.0f} events/s "
+            f"({share:.0%} of in-memory; budget within 20%: "
+            f"{'met' if share >= 0.8 else 'not met'}). Its RSS per queued message is "
+            f"{disk['rss_bytes_per_message']:,.0f} bytes: queued messages wait on disk. "
+            "`bench/spool_cost.py` isolates the queue itself (no HTTP)."
+        )
+    if OURS in figures and PLAN in figures:
+        plain, checked = figures[OURS], figures[PLAN]
+        notes.append(
+            "- **Tracking-plan validation** (`Client(tracking_plan='bench/plan.json')`, every "
+            "property of the event typed, nested objects and arrays included), measured in "
+            f"this run: a validated call costs {checked['caller_median_ns']:,.0f} ns against "
+            f"{plain['caller_median_ns']:,.0f} ns unvalidated "
+            f"({checked['caller_median_ns'] - plain['caller_median_ns']:+,.0f} ns); "
+            f"throughput {checked['events_per_s']:,.0f} against "
+            f"{plain['events_per_s']:,.0f} events/s. `bench/plan_cost.py` breaks the cost "
+            "down by event size and middleware."
         )
     spread = []
     for client in (OURS, BASELINE):

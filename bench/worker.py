@@ -20,13 +20,21 @@ import os
 import resource
 import socket
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 WRITE_KEY = "bench-write-key"
+#: segment-client as installed with [fast]; without orjson; with the on-disk spool; with
+#: every message validated against bench/plan.json.
+OUR_VARIANTS = (
+    "segment-client", "segment-client-stdlib", "segment-client-spool", "segment-client-plan"
+)
+PLAN = Path(__file__).resolve().parent / "plan.json"
 EVENT = "Order Completed"
 QUEUE = 250_000  # never the limit: a dropped message would fail the run
 _PAID_AT = dt.datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=dt.timezone.utc)
@@ -63,7 +71,7 @@ class Adapter:
 
 def make_adapter(name: str, url: str) -> Adapter:
     a = Adapter()
-    if name in ("segment-client", "segment-client-stdlib"):
+    if name in OUR_VARIANTS:
         if name == "segment-client-stdlib":
             sys.modules["orjson"] = None  # type: ignore[assignment]  # as if not installed
         from segment_client import Client, _json
@@ -72,7 +80,15 @@ def make_adapter(name: str, url: str) -> Adapter:
             state = "missing" if _json._fast_dumps is None else "present"
             raise SystemExit(f"{name}: orjson is {state} (pip install -e '.[fast]')")
 
-        ours = Client(WRITE_KEY, host=url, max_queue_size=QUEUE)
+        options: dict[str, Any] = {}
+        if name == "segment-client-spool":
+            # Removed when the worker process exits (the object lives as long as `a`).
+            a.spool = tempfile.TemporaryDirectory(prefix="bench-spool-")  # type: ignore[attr-defined]
+            options["spool_dir"] = a.spool.name  # type: ignore[attr-defined]
+        elif name == "segment-client-plan":
+            options["tracking_plan"] = str(PLAN)
+            options["on_violation"] = "raise"  # a violation would end the run: none expected
+        ours = Client(WRITE_KEY, host=url, max_queue_size=QUEUE, **options)
         a.track = lambda i, p: ours.track(f"user-{i % 1000}", EVENT, p)
         a.flush = ours.flush
     elif name == "segment-analytics-python":
