@@ -338,7 +338,7 @@ def write_chart(
         ("cpu_s_per_100k", "CPU seconds per 100k delivered\nlower is better", None),
         ("rss_bytes_per_message", "RSS bytes per queued message\nlower is better", None),
     ]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    fig, axes = plt.subplots(2, 2, figsize=(14, 8))
     colours = [
         "#2a9d8f" if c == OURS else "#8ecfc4" if c.startswith(OURS) else "#8d99ae"
         for c in clients
@@ -348,7 +348,7 @@ def write_chart(
         bars = ax.bar(range(len(clients)), values, color=colours)
         ax.set_title(title, fontsize=10)
         ax.set_xticks(range(len(clients)))
-        ax.set_xticklabels([c.replace("-", "-\n", 1) for c in clients], fontsize=8)
+        ax.set_xticklabels([c.replace("-", "-\n", 1) for c in clients], fontsize=7.5)
         ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 10 else f"{v:.2f}" for v in values],
                      fontsize=8)
         if ceiling:
