@@ -245,7 +245,7 @@ class Client:
             sync_mode=sync_mode,
             exit_timeout=shutdown_timeout,
         )
-        # -- issue 6: middleware, default integrations, tracking plan --
+        # Middleware, default integrations and the tracking plan (all on the caller side).
         if integrations is not None and not isinstance(integrations, Mapping):
             raise ConfigurationError(f"integrations must be a dict, got {integrations!r}")
         self._integrations = dict(integrations or {})
