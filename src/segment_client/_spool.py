@@ -778,7 +778,10 @@ class SpoolQueue:
             if cursor is not None and cursor[0] == seq:
                 offset = max(start, min(cursor[1], size))
             got = missing = skipped = 0
-            end = data_end
+            # Reading stops after the last readable record: an unreadable end (a record
+            # torn by the crash, counted here) must not keep the file from being deleted
+            # once everything before it is delivered.
+            end = offset
             for begin, stop, payload, lost in _records(fd, offset, size, _SCAN_CHUNK):
                 if payload is None:
                     # The zero tail of a mapped segment is the end of its data, not damage.
@@ -786,13 +789,13 @@ class SpoolQueue:
                     skipped += max(0, min(stop, data_end) - begin)
                 else:
                     got += 1
-                    end = max(end, stop)
+                    end = stop
         finally:
             os.close(fd)
-        if end < size:  # give the preallocated tail back
+        if data_end < size:  # give the preallocated tail back
             try:
-                os.truncate(path, end)
-                size = end
+                os.truncate(path, max(data_end, end))
+                size = max(data_end, end)
             except OSError:
                 pass
         segment = _Segment(path, seq, end, start, got)
