@@ -353,21 +353,27 @@ def test_fork_child_writes_its_own_file(
     client = make_client(spool_dir=tmp_path, flush_interval=60)
     client.track("u", "E", message_id="parent-1")
     parent_files = {p.name for p in tmp_path.iterdir()}
+    parent_queue: Any = client._consumer.queue
+    assert parent_queue._live_seg.mm is not None
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
         pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
+            # The parent's map is shared memory: the child must never write into it.
+            unmapped = parent_queue._live_seg.mm is None and parent_queue._closed
             for i in range(3):
                 client.track("u", "E", message_id=f"child-{i}")
-            os.write(write_fd, b"ok")
+            fresh = client._consumer.queue is not parent_queue
+            os.write(write_fd, b"ok" if unmapped and fresh else b"no")
         finally:
             os._exit(0)  # dies without closing: its spool file stays
     os.close(write_fd)
     assert os.read(read_fd, 2) == b"ok"
     os.close(read_fd)
     os.waitpid(pid, 0)
+    assert parent_queue._live_seg.mm is not None  # the parent's own is untouched
     child_files = {p.name for p in tmp_path.iterdir()} - parent_files
     assert {Path(name).suffix for name in child_files} == {".ack", ".seg"}
     # The parent adopts the dead child's file on its next scan and sends all four.

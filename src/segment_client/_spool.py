@@ -62,6 +62,10 @@ _HS = _REC.size
 _ACK = struct.Struct("<QQI")
 # Plausibility bound on a record's length when reading (the client caps messages at 32 KB).
 _MAX_PAYLOAD = 1 << 20
+# Pages of the map the writer has moved past are released every this many bytes, so the
+# map adds at most about this much to the process's resident size (the data stays in the
+# page cache and the file: madvise(MADV_DONTNEED) on a shared file map only unmaps).
+_MAP_WINDOW = 1 << 20
 # Read sizes: a batch is at most 500 KB (typically a few dozen KB); adoption scans whole files.
 _TAKE_CHUNK = 64 * 1024
 _SCAN_CHUNK = 1024 * 1024
@@ -73,7 +77,7 @@ _NAME = re.compile(r"^([0-9a-f]{16}-\d+-[0-9a-f]{6})\.(?:ack|(\d{8})\.seg)$")
 
 
 class _Segment:
-    __slots__ = ("cap", "disk", "fd", "mm", "path", "seq", "size", "start", "unread")
+    __slots__ = ("cap", "disk", "fd", "limit", "mm", "path", "seq", "size", "start", "unread")
 
     def __init__(self, path: str, seq: int, size: int, start: int, unread: int) -> None:
         self.path = path
@@ -85,6 +89,7 @@ class _Segment:
         self.fd: int | None = None
         self.mm: mmap.mmap | None = None  # our live segment's map (writes go there)
         self.cap = 0  # bytes mapped (and preallocated) when mm is set
+        self.limit = 0  # put copies into the map up to here, then releases pages behind
 
 
 class _Writer:
@@ -321,7 +326,19 @@ class SpoolQueue:
                 os.ftruncate(segment.fd, segment.size)
             return
         segment.cap = cap
+        segment.limit = min(cap, _MAP_WINDOW)
         segment.disk = cap
+
+    @staticmethod
+    def _release_pages(segment: _Segment, end: int) -> None:
+        """Unmap the pages of `segment` before its write position, keep `end` mapped."""
+        mm = segment.mm
+        assert mm is not None
+        window = -(-end // _MAP_WINDOW) * _MAP_WINDOW
+        done = segment.size // mmap.PAGESIZE * mmap.PAGESIZE
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            mm.madvise(mmap.MADV_DONTNEED, 0, done)
+        segment.limit = min(segment.cap, window)
 
     def _unmap(self, segment: _Segment) -> None:
         """Stop mapping `segment` and cut it to its logical size (its zero tail goes).
@@ -332,7 +349,7 @@ class SpoolQueue:
         if mm is None:
             return
         mm.close()
-        segment.cap = 0
+        segment.cap = segment.limit = 0
         if segment.fd is not None:
             os.ftruncate(segment.fd, segment.size)
             segment.disk = segment.size
@@ -351,7 +368,7 @@ class SpoolQueue:
             if self._closed or self._bytes + end > self._max_bytes:
                 return self._refuse()
             mm = segment.mm
-            if mm is not None and end <= segment.cap:
+            if mm is not None and end <= segment.limit:
                 # Header first, then the payload: a copy torn by a kill fails the CRC.
                 _PACK_INTO(mm, pos, _MAGIC, length, crc)
                 mm[pos + _HS : end] = data
@@ -380,6 +397,8 @@ class SpoolQueue:
                 end = segment.size + size
             if segment.mm is not None:
                 if end <= segment.cap:
+                    if end > segment.limit:
+                        self._release_pages(segment, end)
                     segment.mm[segment.size : end] = record
                     segment.size = end
                     return True
