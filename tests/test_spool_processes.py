@@ -178,8 +178,9 @@ def test_real_collector_refusing_past_the_retry_budget_then_back_gets_all_50000(
 def test_disk_full_drops_and_reports_never_raises(
     spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path
 ) -> None:
-    # RLIMIT_FSIZE makes write(2) fail like a full disk (a short write, then EFBIG);
-    # mounting a small tmpfs needs privileges the test may not have.
+    # RLIMIT_FSIZE makes posix_fallocate fail (EFBIG), so the spool falls back to
+    # write(2), which then fails like a full disk (a short write, then EFBIG); mounting a
+    # small tmpfs needs privileges the test may not have.
     limit = 20_000
     proc = spawn("fsize", 200, tmp_path, limit)
     out, _ = proc.communicate(timeout=60)
