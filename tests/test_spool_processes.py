@@ -158,6 +158,10 @@ def test_real_collector_refusing_past_the_retry_budget_then_back_gets_all_50000(
         assert proc.stdout.readline() == "refused\n"
         assert collector.stats()["total"] == 0
         collector.set_faults()  # the collector is back
+        # An attempt already in flight may still get its 503; were the close to start
+        # before that answer, the worker would (rightly) leave the batch in the spool.
+        # Once one batch got through, every later attempt does.
+        assert collector.wait_for(1, timeout=30)
         proc.stdin.write("go\n")
         proc.stdin.flush()
         result = json.loads(proc.stdout.readline())
