@@ -175,12 +175,16 @@ def fsize(count: int, spool: str, limit: int) -> None:
         errors.append(type(error).__name__)
 
     transport = RecordingTransport()
+    # The limit is in place before the spool file exists: its preallocation fails (EFBIG,
+    # like ENOSPC on a full disk), so the spool falls back to write(2), which fails per
+    # message once the file reaches the limit. (A file already preallocated would hold
+    # every message: that space is reserved.)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     client = Client(
         "k", transport=transport, spool_dir=spool, on_error=on_error, flush_interval=60
     )
     _track_fixed(client, 0)
     record = client.stats().spool_bytes - 16
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     raised = 0
     for i in range(1, count):
         try:

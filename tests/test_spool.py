@@ -226,6 +226,9 @@ def test_truncated_file_recovers_complete_records(
     assert client.close_and_flush(5)
     assert _delivered_ids(transport) == [f"m-{i}" for i in range(9)]
     assert client.stats().dropped == {"spool_corrupt": 1}
+    # The torn record does not keep the file alive once the rest is delivered (a kill
+    # mid-write(2) can tear one: the kernel stops a write between pages on SIGKILL).
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_damaged_file_header_and_garbage_between_records(
@@ -350,21 +353,27 @@ def test_fork_child_writes_its_own_file(
     client = make_client(spool_dir=tmp_path, flush_interval=60)
     client.track("u", "E", message_id="parent-1")
     parent_files = {p.name for p in tmp_path.iterdir()}
+    parent_queue: Any = client._consumer.queue
+    assert parent_queue._live_seg.mm is not None
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
         pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
+            # The parent's map is shared memory: the child must never write into it.
+            unmapped = parent_queue._live_seg.mm is None and parent_queue._closed
             for i in range(3):
                 client.track("u", "E", message_id=f"child-{i}")
-            os.write(write_fd, b"ok")
+            fresh = client._consumer.queue is not parent_queue
+            os.write(write_fd, b"ok" if unmapped and fresh else b"no")
         finally:
             os._exit(0)  # dies without closing: its spool file stays
     os.close(write_fd)
     assert os.read(read_fd, 2) == b"ok"
     os.close(read_fd)
     os.waitpid(pid, 0)
+    assert parent_queue._live_seg.mm is not None  # the parent's own is untouched
     child_files = {p.name for p in tmp_path.iterdir()} - parent_files
     assert {Path(name).suffix for name in child_files} == {".ack", ".seg"}
     # The parent adopts the dead child's file on its next scan and sends all four.
@@ -389,3 +398,152 @@ def test_configuration_errors(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ConfigurationError, match="spool_dir must be a writable directory"):
         Client("k", spool_dir=blocker / "spool")
+
+
+# -- the mapped segment: zero tail, preallocation failures, oversized records ----------
+
+
+def test_zero_tail_left_by_a_crash_is_the_end_not_damage(
+    make_client: Callable[..., Client], transport: RecordingTransport, tmp_path: Path
+) -> None:
+    segment, offsets = _abandoned_writer(tmp_path, 10)
+    logical = offsets[-1] + len(_message(9)) + 10
+    # Dead with its file preallocated: zeros from the end of the last record on.
+    assert segment.stat().st_size > logical
+    assert segment.read_bytes()[logical:].count(0) == segment.stat().st_size - logical
+    errors, on_error = _collect_errors()
+    client = make_client(spool_dir=tmp_path, on_error=on_error)
+    assert segment.stat().st_size == logical  # the adopter gave the tail back
+    assert client.close_and_flush(5)
+    assert _delivered_ids(transport) == [f"m-{i}" for i in range(10)]
+    assert client.stats().dropped == {}
+    assert errors == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_record_torn_by_a_crash_before_the_zero_tail_is_reported_once(
+    make_client: Callable[..., Client], transport: RecordingTransport, tmp_path: Path
+) -> None:
+    segment, offsets = _abandoned_writer(tmp_path, 5)
+    torn_at = offsets[-1] + len(_message(4)) + 10
+    whole = _abandoned_record(_message(5))
+    with segment.open("r+b") as f:  # the kill came in the middle of the copy
+        f.seek(torn_at)
+        f.write(whole[: len(whole) // 2])
+    client = make_client(spool_dir=tmp_path)
+    assert client.close_and_flush(5)
+    assert _delivered_ids(transport) == [f"m-{i}" for i in range(5)]
+    assert client.stats().dropped == {"spool_corrupt": 1}
+    assert list(tmp_path.iterdir()) == []
+
+
+def _abandoned_record(payload: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack("<2sII", b"\xffS", len(payload), zlib.crc32(payload)) + payload
+
+
+def test_clean_close_cuts_the_file_to_its_records(
+    make_client: Callable[..., Client], tmp_path: Path
+) -> None:
+    down = RecordingTransport(fail_always=503)
+    client = make_client(spool_dir=tmp_path, transport=down, **FAST_RETRY)
+    for i in range(20):
+        client.track("u", "E", message_id=f"m-{i}")
+    spooled = client.stats().spool_bytes
+    assert client.close_and_flush(0.2) is False
+    (segment,) = tmp_path.glob("*.seg")
+    assert segment.stat().st_size == spooled
+    assert segment.read_bytes()[-1:] == b"}"
+
+
+def test_preallocation_failure_falls_back_to_write(
+    make_client: Callable[..., Client],
+    transport: RecordingTransport,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    client = make_client(spool_dir=tmp_path, flush_interval=60)
+    queue = client._consumer.queue
+    assert queue._live_seg.mm is None  # type: ignore[attr-defined]
+    ids = [client.track("u", "E", {"i": i}) for i in range(50)]
+    (segment,) = tmp_path.glob("*.seg")
+    assert segment.stat().st_size == client.stats().spool_bytes  # no tail: appended
+    assert client.close_and_flush(5)
+    assert _delivered_ids(transport) == ids
+    assert client.stats().dropped == {}
+
+
+def test_disk_full_at_rotation_drops_and_reports_never_raises(
+    make_client: Callable[..., Client],
+    transport: RecordingTransport,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import segment_client._spool as spool
+
+    errors, on_error = _collect_errors()
+    client = make_client(
+        queue=lambda: SpoolQueue(tmp_path, segment_bytes=4096), on_error=on_error,
+        flush_interval=60,
+    )
+    queue = client._consumer.queue
+    assert queue._live_seg.mm is not None  # type: ignore[attr-defined]
+    first = queue._live_seg  # type: ignore[attr-defined]
+    accepted = []
+    i = 0
+    while queue._live_seg is first:  # type: ignore[attr-defined]
+        accepted.append(client.track("u", "E", {"i": i}))
+        i += 1
+    # Rotated once (the new file is mapped too). The disk is full now: the next file can
+    # be neither preallocated nor written.
+    current = queue._live_seg  # type: ignore[attr-defined]
+    assert current.mm is not None
+
+    def full(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(spool, "_write", full)
+    # What still fits the old file's reserved space is accepted; then nothing is.
+    for _ in range(100):
+        before = client.stats().queued
+        message_id = client.track("u", "E", {"i": i})
+        i += 1
+        if client.stats().queued == before:
+            break
+        accepted.append(message_id)
+    # The next file was created but could not be reserved: it is written with write(2),
+    # which fails per message.
+    assert queue._live_seg is not current  # type: ignore[attr-defined]
+    assert queue._live_seg.mm is None  # type: ignore[attr-defined]
+    for k in range(30):
+        client.track("u", "E", {"i": i + k})
+    stats = client.stats()
+    assert stats.queued == len(accepted)
+    assert stats.dropped == {"spool_error": 31}
+    assert len(errors) == 31
+    assert all(isinstance(e, QueueFullError) and "No space left" in str(e) for e, _ in errors)
+    monkeypatch.undo()
+    assert client.close_and_flush(5)
+    assert _delivered_ids(transport) == accepted
+
+
+def test_a_record_larger_than_the_map_is_written_and_read_back(tmp_path: Path) -> None:
+    queue = SpoolQueue(tmp_path, segment_bytes=4096)
+    big = dumps({"messageId": "big", "blob": "x" * 10_000})
+    messages = [big, _message(1), big, _message(2)]
+    for data in messages:
+        assert queue.put(data)
+    taken: list[bytes] = []
+    while batch := queue.take(3, 500_000):
+        taken.extend(batch)
+        queue.ack(len(batch))
+    assert taken == messages
+    queue.close()
+    assert list(tmp_path.iterdir()) == []

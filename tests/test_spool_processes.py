@@ -158,6 +158,10 @@ def test_real_collector_refusing_past_the_retry_budget_then_back_gets_all_50000(
         assert proc.stdout.readline() == "refused\n"
         assert collector.stats()["total"] == 0
         collector.set_faults()  # the collector is back
+        # An attempt already in flight may still get its 503; were the close to start
+        # before that answer, the worker would (rightly) leave the batch in the spool.
+        # Once one batch got through, every later attempt does.
+        assert collector.wait_for(1, timeout=30)
         proc.stdin.write("go\n")
         proc.stdin.flush()
         result = json.loads(proc.stdout.readline())
@@ -178,8 +182,9 @@ def test_real_collector_refusing_past_the_retry_budget_then_back_gets_all_50000(
 def test_disk_full_drops_and_reports_never_raises(
     spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path
 ) -> None:
-    # RLIMIT_FSIZE makes write(2) fail like a full disk (a short write, then EFBIG);
-    # mounting a small tmpfs needs privileges the test may not have.
+    # RLIMIT_FSIZE makes posix_fallocate fail (EFBIG), so the spool falls back to
+    # write(2), which then fails like a full disk (a short write, then EFBIG); mounting a
+    # small tmpfs needs privileges the test may not have.
     limit = 20_000
     proc = spawn("fsize", 200, tmp_path, limit)
     out, _ = proc.communicate(timeout=60)

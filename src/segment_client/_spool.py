@@ -1,11 +1,13 @@
 """The on-disk spool: a durable `MessageQueue` behind `Client(spool_dir=...)`.
 
-Every accepted message is appended to this process's own spool file before the call
-returns (one `os.write`, no fsync on the caller's thread); the consumer reads batches back
-from the file, records what it finished in an ack file, and deletes fully finished
-segment files. A process that starts on the same directory adopts the files of
-processes that are gone (a non-blocking `flock` succeeds only on those) and sends them
-first. See docs/spool.md for the durability contract.
+Every accepted message is copied into this process's own spool file before the call
+returns: into a shared memory map of a preallocated segment (the page cache: it survives
+the death of the process, and costs no system call), or, where the space cannot be
+preallocated, with one `os.write`; never an fsync on the caller's thread. The consumer
+reads batches back from the file, records what it finished in an ack file, and deletes
+fully finished segment files. A process that starts on the same directory adopts the
+files of processes that are gone (a non-blocking `flock` succeeds only on those) and sends
+them first. See docs/spool.md for the durability contract.
 
 Layout of a spool directory (shared by every process using it):
 
@@ -15,7 +17,11 @@ Layout of a spool directory (shared by every process using it):
 A writer is one `SpoolQueue` in one process; `<writer>` is `<time_ns hex>-<pid>-<random>`,
 so names sort by age. A record is `magic(2) length(4) crc32(4) payload`, little-endian;
 the magic starts with 0xFF, a byte UTF-8 never contains, so a reader can find the next
-record after a damaged one. Other names in the directory are left alone.
+record after a damaged one. A mapped segment is preallocated (posix_fallocate, so a write
+into it can never fault on a full disk) and zero-filled past its last record until it is
+rotated or closed, when it is cut to its logical size; a reader takes the zero tail of a
+file left by a crash for its end (a record never ends in a zero byte: JSON has none).
+Other names in the directory are left alone.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import re
 import secrets
@@ -55,17 +62,22 @@ _HS = _REC.size
 _ACK = struct.Struct("<QQI")
 # Plausibility bound on a record's length when reading (the client caps messages at 32 KB).
 _MAX_PAYLOAD = 1 << 20
+# Pages of the map the writer has moved past are released every this many bytes, so the
+# map adds at most about this much to the process's resident size (the data stays in the
+# page cache and the file: madvise(MADV_DONTNEED) on a shared file map only unmaps).
+_MAP_WINDOW = 1 << 20
 # Read sizes: a batch is at most 500 KB (typically a few dozen KB); adoption scans whole files.
 _TAKE_CHUNK = 64 * 1024
 _SCAN_CHUNK = 1024 * 1024
 _PACK = _REC.pack
+_PACK_INTO = _REC.pack_into
 _crc32 = zlib.crc32
 _write = os.write
 _NAME = re.compile(r"^([0-9a-f]{16}-\d+-[0-9a-f]{6})\.(?:ack|(\d{8})\.seg)$")
 
 
 class _Segment:
-    __slots__ = ("disk", "fd", "path", "seq", "size", "start", "unread")
+    __slots__ = ("cap", "disk", "fd", "limit", "mm", "path", "seq", "size", "start", "unread")
 
     def __init__(self, path: str, seq: int, size: int, start: int, unread: int) -> None:
         self.path = path
@@ -75,6 +87,9 @@ class _Segment:
         self.start = start  # offset of the first record
         self.unread = unread  # records not yet taken
         self.fd: int | None = None
+        self.mm: mmap.mmap | None = None  # our live segment's map (writes go there)
+        self.cap = 0  # bytes mapped (and preallocated) when mm is set
+        self.limit = 0  # put copies into the map up to here, then releases pages behind
 
 
 class _Writer:
@@ -151,6 +166,21 @@ def _records(
         pos = end if found < 0 else min(end, base + found)
     if bad_start >= 0:
         yield bad_start, end, None, lost
+
+
+def _data_end(fd: int, size: int) -> int:
+    """The offset after the last non-zero byte of `fd` (of its first `size` bytes)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - _SCAN_CHUNK)
+        chunk = os.pread(fd, pos - start, start)
+        if not chunk:
+            return start
+        data = chunk.rstrip(b"\0")
+        if data:
+            return start + len(data)
+        pos = start
+    return 0
 
 
 _live: weakref.WeakSet[SpoolQueue] = weakref.WeakSet()
@@ -255,7 +285,7 @@ class SpoolQueue:
         self._write_cursor(writer, segment.seq, segment.start)
         return writer
 
-    def _new_segment(self, writer: _Writer, seq: int) -> _Segment:
+    def _new_segment(self, writer: _Writer, seq: int, need: int = 0) -> _Segment:
         path = os.path.join(self._dir, f"{writer.wid}.{seq:08d}.seg")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
@@ -268,36 +298,122 @@ class SpoolQueue:
             raise
         segment = _Segment(path, seq, len(FILE_HEADER), len(FILE_HEADER), 0)
         segment.fd = fd
+        self._map(segment, need)
         writer.segments.append(segment)
         self._dir_dirty = True
         return segment
 
+    def _map(self, segment: _Segment, need: int) -> None:
+        """Preallocate and map `segment` so that puts copy into it without a system call.
+
+        The space is reserved up front: a write into a mapped page the file system cannot
+        back would kill the process with SIGBUS, where posix_fallocate fails cleanly
+        (ENOSPC, EFBIG under RLIMIT_FSIZE). If it fails, or the file system cannot map,
+        the segment is written with write(2), which reports a full disk per message.
+        """
+        assert segment.fd is not None
+        page = mmap.PAGESIZE
+        cap = max(min(self._segment_bytes, self._max_bytes), segment.start + need)
+        cap = -(-cap // page) * page
+        try:
+            os.posix_fallocate(segment.fd, 0, cap)
+            prot = mmap.PROT_READ | mmap.PROT_WRITE
+            segment.mm = mmap.mmap(segment.fd, cap, mmap.MAP_SHARED, prot)
+        except (OSError, ValueError, AttributeError) as exc:
+            logger.debug("segment_client: spool file %s not mapped: %s", segment.path, exc)
+            # Give back whatever was allocated; appends continue at the logical end.
+            with contextlib.suppress(OSError):
+                os.ftruncate(segment.fd, segment.size)
+            return
+        segment.cap = cap
+        segment.limit = min(cap, _MAP_WINDOW)
+        segment.disk = cap
+
+    @staticmethod
+    def _release_pages(segment: _Segment, end: int) -> None:
+        """Unmap the pages of `segment` before its write position, keep `end` mapped."""
+        mm = segment.mm
+        assert mm is not None
+        window = -(-end // _MAP_WINDOW) * _MAP_WINDOW
+        done = segment.size // mmap.PAGESIZE * mmap.PAGESIZE
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            mm.madvise(mmap.MADV_DONTNEED, 0, done)
+        segment.limit = min(segment.cap, window)
+
+    def _unmap(self, segment: _Segment) -> None:
+        """Stop mapping `segment` and cut it to its logical size (its zero tail goes).
+
+        Under _lock, or once nothing writes any more. Raises OSError if the cut fails
+        (then appending with write(2) would leave zeros between records)."""
+        mm, segment.mm = segment.mm, None
+        if mm is None:
+            return
+        mm.close()
+        segment.cap = segment.limit = 0
+        if segment.fd is not None:
+            os.ftruncate(segment.fd, segment.size)
+            segment.disk = segment.size
+
     # -- the MessageQueue protocol ------------------------------------------------------
 
     def put(self, data: bytes) -> int:
-        # The caller's cost: one write(2) and a few counters; kept lean on purpose.
-        record = _PACK(_MAGIC, len(data), _crc32(data)) + data
-        size = len(record)
+        # The caller's cost: a copy into the mapped segment (the page cache, no system
+        # call) and a few counters; kept lean on purpose.
+        length = len(data)
+        crc = _crc32(data)
         with self._lock:
             segment = self._live_seg
-            if self._closed or self._bytes + segment.size + size > self._max_bytes:
+            pos = segment.size
+            end = pos + _HS + length
+            if self._closed or self._bytes + end > self._max_bytes:
                 return self._refuse()
-            try:
-                if segment.size + size > self._segment_bytes and segment.size > segment.start:
-                    segment = self._rotate()
-                written = _write(segment.fd, record)  # type: ignore[arg-type]
-            except OSError as exc:
-                return self._write_failed(segment, exc)
-            if written != size:
-                return self._write_failed(
-                    segment, OSError(errno.ENOSPC, "short write: disk or file size limit")
-                )
-            segment.size += size
+            mm = segment.mm
+            if mm is not None and end <= segment.limit:
+                # Header first, then the payload: a copy torn by a kill fails the CRC.
+                _PACK_INTO(mm, pos, _MAGIC, length, crc)
+                mm[pos + _HS : end] = data
+                segment.size = end
+            elif not self._put_slow(segment, _PACK(_MAGIC, length, crc) + data):
+                return 0
+            else:
+                segment = self._live_seg
             segment.unread += 1
             self._depth = depth = self._depth + 1
         if self._thread is None:
             self._start_thread()
         return depth
+
+    def _put_slow(self, segment: _Segment, record: bytes) -> bool:
+        """Rotate if needed, then append `record` to the live segment. Under _lock.
+
+        False (and the rejection set) if it could not be written."""
+        size = len(record)
+        try:
+            end = segment.size + size
+            if segment.size > segment.start and (
+                end > self._segment_bytes or (segment.mm is not None and end > segment.cap)
+            ):
+                segment = self._rotate(size)
+                end = segment.size + size
+            if segment.mm is not None:
+                if end <= segment.cap:
+                    if end > segment.limit:
+                        self._release_pages(segment, end)
+                    segment.mm[segment.size : end] = record
+                    segment.size = end
+                    return True
+                self._unmap(segment)  # a record larger than an empty segment's map
+            written = _write(segment.fd, record)  # type: ignore[arg-type]
+        except OSError as exc:
+            self._write_failed(segment, exc)
+            return False
+        if written != size:
+            self._write_failed(
+                segment, OSError(errno.ENOSPC, "short write: disk or file size limit")
+            )
+            return False
+        segment.size = end
+        return True
 
     def _refuse(self) -> int:
         if self._closed:
@@ -310,10 +426,13 @@ class SpoolQueue:
             )
         return 0
 
-    def _rotate(self) -> _Segment:
+    def _rotate(self, need: int = 0) -> _Segment:
         # Under _lock. The old segment stays open for reading until it is acknowledged.
         old = self._live_seg
-        segment = self._new_segment(self._own, old.seq + 1)
+        segment = self._new_segment(self._own, old.seq + 1, need)
+        with contextlib.suppress(OSError):
+            # If the cut fails its zero tail stays: readers take it for the end.
+            self._unmap(old)
         old.disk = max(old.disk, old.size)
         self._bytes += old.disk
         self._dirty.append(old)
@@ -322,8 +441,9 @@ class SpoolQueue:
 
     def _write_failed(self, segment: _Segment, exc: OSError) -> int:
         # Under _lock. Cut a partial record off so the file stays a sequence of records;
-        # if even that fails, a reader skips the damage by its checksum.
-        if segment.fd is not None:
+        # if even that fails, a reader skips the damage by its checksum. (A mapped segment
+        # is never cut: its map must stay backed by the file.)
+        if segment.fd is not None and segment.mm is None:
             try:
                 os.ftruncate(segment.fd, segment.size)
             except OSError:
@@ -474,6 +594,8 @@ class SpoolQueue:
                         writer.segments = []
                     else:
                         for segment in writer.segments:
+                            with contextlib.suppress(OSError):
+                                self._unmap(segment)  # a clean close leaves no zero tail
                             if segment.fd is not None and self._sync_interval is not None:
                                 with contextlib.suppress(OSError):
                                     os.fsync(segment.fd)
@@ -553,6 +675,9 @@ class SpoolQueue:
             self._writers.remove(writer)
 
     def _close_fd(self, segment: _Segment) -> None:
+        mm, segment.mm = segment.mm, None
+        if mm is not None:
+            mm.close()
         fd, segment.fd = segment.fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -667,19 +792,33 @@ class SpoolQueue:
                 return None, 0, 0, 0
             else:
                 start = 0  # a damaged header: recover whatever records follow it
+            data_end = max(start, _data_end(fd, size))
             offset = start
             if cursor is not None and cursor[0] == seq:
                 offset = max(start, min(cursor[1], size))
             got = missing = skipped = 0
+            # Reading stops after the last readable record: an unreadable end (a record
+            # torn by the crash, counted here) must not keep the file from being deleted
+            # once everything before it is delivered.
+            end = offset
             for begin, stop, payload, lost in _records(fd, offset, size, _SCAN_CHUNK):
                 if payload is None:
+                    # The zero tail of a mapped segment is the end of its data, not damage.
                     missing += lost
-                    skipped += stop - begin
+                    skipped += max(0, min(stop, data_end) - begin)
                 else:
                     got += 1
+                    end = stop
         finally:
             os.close(fd)
-        segment = _Segment(path, seq, size, start, got)
+        if data_end < size:  # give the preallocated tail back
+            try:
+                os.truncate(path, max(data_end, end))
+                size = max(data_end, end)
+            except OSError:
+                pass
+        segment = _Segment(path, seq, end, start, got)
+        segment.disk = size
         return segment, got, missing, skipped
 
     @staticmethod
