@@ -179,9 +179,11 @@ class TestQueueFull:
     def test_drops_new_messages_and_reports(self, make_client: MakeClient) -> None:
         """A full queue drops the new message, reports it, and never blocks."""
         gate = threading.Event()
+        sending = threading.Event()
 
         class Blocking(RecordingTransport):
             def send(self, batch: Any, *, retry_count: int = 0) -> None:
+                sending.set()
                 gate.wait(10)
                 super().send(batch, retry_count=retry_count)
 
@@ -191,7 +193,8 @@ class TestQueueFull:
             transport=transport, max_queue_size=5, flush_at=1, on_error=errors
         )
         client.track("u", "first")
-        assert _wait(lambda: client.stats().in_flight == 1)
+        assert sending.wait(5)  # the first message is in flight, out of the queue
+        assert client.stats().in_flight == 1
         for i in range(8):
             client.track("u", f"E{i}")
         assert [m["event"] for m in errors.messages] == ["E5", "E6", "E7"]
@@ -314,14 +317,3 @@ class TestModes:
         assert client.flush(1)
         assert transport.attempts == []
         assert client.stats().dropped == {"send_disabled": 1}
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll a condition the library exposes no event for (test helper only)."""
-    ready = threading.Event()
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        ready.wait(0.005)
-    return True
