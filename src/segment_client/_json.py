@@ -21,11 +21,16 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
-__all__ = ["convert", "dumps", "loads"]
+__all__ = ["MAX_DEPTH", "convert", "dumps", "loads"]
 
 logger = logging.getLogger("segment_client")
 
 _JSON_KEY_TYPES = (str, int, float, bool, type(None))
+
+#: How deeply objects and arrays may nest in one message, the message object being level
+#: 1. The client refuses deeper messages at the call and the local collector refuses
+#: them in a request: what the client accepts, the collector stores.
+MAX_DEPTH = 100
 
 
 def convert(value: Any) -> Any:
