@@ -21,7 +21,8 @@ from segment_client import (
     TransportError,
 )
 from segment_client._json import dumps
-from segment_client._spool import FILE_HEADER, SpoolQueue
+from segment_client._spool import SpoolQueue
+from segment_client._spool._records import FILE_HEADER
 from segment_client.testing import RecordingTransport
 
 FAST_RETRY = {"max_retries": 0, "retry_base_delay": 0.0, "retry_max_delay": 0.01}
@@ -75,7 +76,7 @@ def _abandoned_writer(directory: Path, count: int, prefix: str = "m") -> tuple[P
     for i in range(count):
         offsets.append(queue.disk_bytes())
         assert queue.put(_message(i, prefix)) == i + 1
-    segment = Path(queue._live_seg.path)
+    segment = directory / queue._live_seg.name
     queue._forget()  # like a process death: descriptors (and the flock) go, files stay
     return segment, offsets
 
@@ -286,7 +287,7 @@ def test_damaged_ack_file_resends_rather_than_loses(
     for i in range(5):
         queue.put(_message(i))
     queue.ack(len(queue.take(2, 500_000)))
-    ack = Path(queue._own.ack_path)
+    ack = tmp_path / queue._own.ack_name
     queue._forget()
     ack.write_bytes(b"\x01" * 20)
     client = make_client(spool_dir=tmp_path)
@@ -485,7 +486,7 @@ def test_disk_full_at_rotation_drops_and_reports_never_raises(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import segment_client._spool as spool
+    import segment_client._spool._queue as spool
 
     errors, on_error = _collect_errors()
     client = make_client(

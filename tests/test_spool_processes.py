@@ -1,6 +1,6 @@
 """The spool across processes: SIGKILL, a shared directory, a long outage, a full disk.
 
-Each test runs tests/spool_worker.py in a subprocess and kills or waits for it; no
+Each test runs tests/_support/spool_worker.py in a subprocess and kills or waits for it; no
 process outlives its test.
 """
 
@@ -23,7 +23,7 @@ from segment_client._spool import SpoolQueue
 from segment_client.collector import Collector, Fault
 from segment_client.testing import RecordingTransport
 
-WORKER = str(Path(__file__).with_name("spool_worker.py"))
+WORKER = str(Path(__file__).parent / "_support" / "spool_worker.py")
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and flock")
 

@@ -10,13 +10,36 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
 
 from ._batch import count_fitting
 from ._exceptions import DeliveryError
 
-__all__ = ["LossReporter", "MemoryQueue", "MessageQueue"]
+__all__ = ["LossReporter", "MemoryQueue", "MessageQueue", "QueueLoss", "QueuePolicy"]
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """What a queue asks of the consumer beyond the in-memory behaviour."""
+
+    #: Past the retry/rate-limit budget keep the batch and retry slowly instead of
+    #: reporting it failed.
+    keep_retrying: bool = False
+    #: At a close deadline unfinished messages stay in the queue for the next process
+    #: instead of failing.
+    keep_on_close: bool = False
+
+
+@dataclass(frozen=True)
+class QueueLoss:
+    """Messages a queue lost on its own (a spool's unreadable data)."""
+
+    reason: str  # the drop reason, e.g. "spool_corrupt"
+    error: DeliveryError
+    count: int
+    queued: bool  # True: they were counted in depth() before
 
 #: `reporter(reason, error, count, queued)`: messages a queue lost on its own (a spool's
 #: unreadable data). `queued` is True when they were counted in `depth()` before.

@@ -1,0 +1,597 @@
+"""`SpoolQueue`: the durable `MessageQueue` behind `Client(spool_dir=...)`.
+
+Every accepted message is copied into this process's own segment file before the call
+returns: into a shared memory map of a preallocated segment (the page cache: it survives
+the death of the process, and costs no system call), or, where the space cannot be
+preallocated, with one `os.write`; never an fsync on the caller's thread. The consumer
+reads batches back (`_reader`), records what it finished in the ack file, and deletes
+fully finished segments. Files of processes that are gone are adopted (`_adopt`) and
+sent first. A background thread (`_sync`) fsyncs. See docs/spool.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import threading
+import time
+import weakref
+import zlib
+from pathlib import Path
+
+from segment_client._exceptions import ConfigurationError, DeliveryError
+from segment_client._queue import LossReporter, QueueLoss, QueuePolicy
+
+from . import _records as rec
+from ._adopt import adopt, release, writer_ids
+from ._files import open_at, unlink_at
+from ._reader import read_batch
+from ._segment import Segment, Writer, close_fd, map_segment, release_pages, unmap
+from ._sync import SyncThread
+
+__all__ = ["DEFAULT_SPOOL_MAX_BYTES", "DEFAULT_SPOOL_SYNC_INTERVAL", "SpoolQueue"]
+
+logger = logging.getLogger("segment_client")
+
+DEFAULT_SPOOL_MAX_BYTES = 1 << 30
+DEFAULT_SPOOL_SYNC_INTERVAL = 1.0
+DEFAULT_SEGMENT_BYTES = 16 << 20
+DEFAULT_RESCAN_INTERVAL = 10.0
+
+_MAGIC = rec.MAGIC
+_HS = rec.HEADER_SIZE
+_PACK = rec.HEADER.pack
+_PACK_INTO = rec.HEADER.pack_into
+_crc32 = zlib.crc32
+_write = os.write
+
+_live: weakref.WeakSet[SpoolQueue] = weakref.WeakSet()
+
+
+def _forget_inherited() -> None:
+    # After fork the child holds copies of the parent's descriptors, and with them the
+    # parent's flocks (flock locks belong to the open file description): close them so a
+    # parent that dies can be adopted. Never unlock or unlink: the parent still owns them.
+    pid = os.getpid()
+    for spool in list(_live):
+        if spool._pid != pid:
+            spool._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited)
+
+
+class SpoolQueue:
+    """A durable `MessageQueue` in `directory`. Thread-safe.
+
+    `put` appends to this process's spool file and never blocks on the disk beyond one
+    `write` (no fsync); it returns 0 (a drop, reported by the client) when the spool holds
+    `max_bytes` or the write fails. `take`/`ack` run on the consumer thread. A small
+    background thread fsyncs every `sync_interval` seconds (None: leave it to the OS).
+    `close(timeout)` returns within `timeout`.
+
+    Args:
+        directory: the spool directory (created if missing); may be shared by processes.
+        max_bytes: bytes of spool files this queue may hold (its own and adopted ones).
+        sync_interval: seconds between fsyncs of data written since the last one.
+        segment_bytes: size at which the spool file is rotated (finished ones are deleted).
+        rescan_interval: seconds between looks for files of processes that are gone.
+    """
+
+    #: Messages survive the process: keep retrying past the budget, keep them at close.
+    policy = QueuePolicy(keep_retrying=True, keep_on_close=True)
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        sync_interval: float | None = DEFAULT_SPOOL_SYNC_INTERVAL,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        rescan_interval: float = DEFAULT_RESCAN_INTERVAL,
+    ) -> None:
+        self._dir = os.fspath(directory)
+        self._max_bytes = max_bytes
+        self._sync_interval = sync_interval
+        self._segment_bytes = max(segment_bytes, 4096)
+        self._reclaim_bytes = max(1, min(self._segment_bytes, max_bytes) // 4)
+        self._rescan_interval = rescan_interval
+        self._pid = os.getpid()
+        self._lock = threading.Lock()  # the caller side: put and the counters
+        self._rlock = threading.RLock()  # the consumer side: take, ack, adoption, close
+        self._sync_lock = threading.Lock()  # an fsync and the closing of a segment's fd
+        self._loss_lock = threading.Lock()
+        self._closed = False
+        self._depth = 0
+        self._bytes = 0  # bytes of our files but the live segment's (put adds that)
+        self._rejection = ("spool_full", "the spool is full; the message was dropped")
+        self._taken: list[tuple[Writer, Segment, int]] = []
+        self._writers: list[Writer] = []  # adopted ones (oldest first), then our own
+        self._skipped: set[str] = set()  # writers whose files this process leaves alone
+        self._losses: list[QueueLoss] = []
+        self._dirty: list[Segment] = []  # rotated segments not yet fsynced
+        self._synced: tuple[Segment | None, int] = (None, 0)  # the live segment, synced to
+        self._dir_dirty = False
+        self._acks_dirty: set[int] = set()
+        self._thread = SyncThread(sync_interval or DEFAULT_SPOOL_SYNC_INTERVAL, self._tick)
+        self._last_scan = 0.0
+        self._reporter: LossReporter | None = None  # COMPAT (see attach)
+        try:
+            Path(self._dir).mkdir(parents=True, exist_ok=True)
+            self._dir_fd = os.open(self._dir, os.O_RDONLY)
+            self._own = self._create_writer()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"spool_dir must be a writable directory, got {self._dir!r}: {exc}"
+            ) from exc
+        self._live_seg = self._own.segments[-1]
+        with self._rlock:
+            self._scan()
+        _live.add(self)
+
+    # -- our own files ------------------------------------------------------------------
+
+    def _create_writer(self) -> Writer:
+        wid = f"{time.time_ns():016x}-{os.getpid()}-{secrets.token_hex(3)}"
+        ack_name = wid + ".ack"
+        # Locked before it appears under its name, so no scanner can take it for the file
+        # of a process that is gone.
+        tmp_name = ack_name + ".new"
+        ack_fd = open_at(self._dir_fd, tmp_name, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        fcntl.flock(ack_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(tmp_name, ack_name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+        writer = Writer(wid, ack_name, ack_fd, own=True)
+        self._writers.append(writer)
+        self._skipped.add(wid)
+        segment = self._new_segment(writer, 0)
+        writer.read_off = segment.start
+        self._write_cursor(writer, segment.seq, segment.start)
+        return writer
+
+    def _new_segment(self, writer: Writer, seq: int, need: int = 0) -> Segment:
+        name = f"{writer.wid}.{seq:08d}.seg"
+        fd = open_at(self._dir_fd, name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+        try:
+            if os.write(fd, rec.FILE_HEADER) != len(rec.FILE_HEADER):
+                raise OSError(errno.ENOSPC, "short write of the spool file header")
+        except OSError:
+            os.close(fd)
+            unlink_at(self._dir_fd, name)
+            raise
+        start = len(rec.FILE_HEADER)
+        segment = Segment(name, seq, start, start, 0)
+        segment.fd = fd
+        map_segment(segment, max(min(self._segment_bytes, self._max_bytes), start + need))
+        writer.segments.append(segment)
+        self._dir_dirty = True
+        return segment
+
+    # -- the MessageQueue protocol: caller side -----------------------------------------
+
+    def put(self, data: bytes) -> int:
+        # The caller's cost: a copy into the mapped segment (the page cache, no system
+        # call) and a few counters; kept lean on purpose.
+        length = len(data)
+        crc = _crc32(data)
+        with self._lock:
+            segment = self._live_seg
+            pos = segment.size
+            end = pos + _HS + length
+            if self._closed or self._bytes + end > self._max_bytes:
+                return self._refuse()
+            mm = segment.mm
+            if mm is not None and end <= segment.limit:
+                # Header first, then the payload: a copy torn by a kill fails the CRC.
+                _PACK_INTO(mm, pos, _MAGIC, length, crc)
+                mm[pos + _HS : end] = data
+                segment.size = end
+            elif not self._put_slow(segment, _PACK(_MAGIC, length, crc) + data):
+                return 0
+            else:
+                segment = self._live_seg
+            segment.unread += 1
+            self._depth = depth = self._depth + 1
+        if not self._thread.started:
+            self._thread.start()
+        return depth
+
+    def _put_slow(self, segment: Segment, record: bytes) -> bool:
+        """Rotate if needed, then append `record` to the live segment. Under _lock.
+
+        False (and the rejection set) if it could not be written."""
+        size = len(record)
+        try:
+            end = segment.size + size
+            if segment.size > segment.start and (
+                end > self._segment_bytes or (segment.mm is not None and end > segment.cap)
+            ):
+                segment = self._rotate(size)
+                end = segment.size + size
+            if segment.mm is not None:
+                if end <= segment.cap:
+                    if end > segment.limit:
+                        release_pages(segment, end)
+                    segment.mm[segment.size : end] = record
+                    segment.size = end
+                    return True
+                unmap(segment)  # a record larger than an empty segment's map
+            written = _write(segment.fd, record)  # type: ignore[arg-type]
+        except OSError as exc:
+            self._write_failed(segment, exc)
+            return False
+        if written != size:
+            self._write_failed(
+                segment, OSError(errno.ENOSPC, "short write: disk or file size limit")
+            )
+            return False
+        segment.size = end
+        return True
+
+    def _refuse(self) -> int:
+        if self._closed:
+            self._rejection = ("closed", "the spool is closed")
+        else:
+            self._rejection = (
+                "spool_full",
+                f"the spool holds {self.disk_bytes()} bytes, at its limit of "
+                f"{self._max_bytes} (spool_max_bytes); the message was dropped",
+            )
+        return 0
+
+    def _rotate(self, need: int = 0) -> Segment:
+        # Under _lock. The old segment stays open for reading until it is acknowledged.
+        old = self._live_seg
+        segment = self._new_segment(self._own, old.seq + 1, need)
+        with contextlib.suppress(OSError):
+            # If the cut fails its zero tail stays: readers take it for the end.
+            unmap(old)
+        old.disk = max(old.disk, old.size)
+        self._bytes += old.disk
+        self._dirty.append(old)
+        self._live_seg = segment
+        return segment
+
+    def _write_failed(self, segment: Segment, exc: OSError) -> None:
+        # Under _lock. Cut a partial record off so the file stays a sequence of records;
+        # if even that fails, a reader skips the damage by its checksum. (A mapped segment
+        # is never cut: its map must stay backed by the file.)
+        if segment.fd is not None and segment.mm is None:
+            try:
+                os.ftruncate(segment.fd, segment.size)
+            except OSError:
+                segment.disk = max(segment.disk, os.fstat(segment.fd).st_size)
+        self._rejection = (
+            "spool_error",
+            f"could not write to the spool in {self._dir!r} ({exc}); the message was dropped",
+        )
+
+    def rejection(self) -> tuple[str, str]:
+        """Why the last refused `put` returned 0: (drop reason, explanation)."""
+        return self._rejection
+
+    def depth(self) -> int:
+        return self._depth
+
+    def disk_bytes(self) -> int:
+        """Bytes of spool files this queue holds (what `max_bytes` limits)."""
+        return self._bytes + self._live_seg.size
+
+    def losses(self) -> list[QueueLoss]:
+        """Messages found unreadable since the last call (drained by the consumer)."""
+        with self._loss_lock:
+            found, self._losses = self._losses, []
+        return found
+
+    # -- the MessageQueue protocol: consumer side ---------------------------------------
+
+    def take(self, max_count: int, max_bytes: int) -> list[bytes]:
+        with self._rlock:
+            if self._closed:
+                return []
+            if not self._thread.started:
+                self._thread.start()
+            if time.monotonic() - self._last_scan >= self._rescan_interval:
+                self._scan()
+            # A pass returns nothing only when it found the rest of a writer unreadable
+            # (that shrinks the depth): try the next writer rather than return [] with a
+            # depth, which would stop the consumer.
+            for _ in range(len(self._writers) + 1):
+                out = self._take_pass(max_count, max_bytes)
+                if out or self._depth <= 0:
+                    return out
+            logger.error("segment_client: spool depth %d but nothing readable", self._depth)
+            return []
+
+    def _take_pass(self, max_count: int, max_bytes: int) -> list[bytes]:
+        with self._lock:
+            writer = next((w for w in self._writers if self._unread(w)), None)
+            if writer is None:
+                return []
+            idx = writer.read_idx
+            segments = writer.segments[idx:]
+            # Snapshots: a concurrent put only appends after these ends.
+            ends = [s.size for s in segments]
+            unreads = [s.unread for s in segments]
+        batch = read_batch(
+            segments, ends, unreads, idx, writer.read_off, max_count, max_bytes, self._read_fd
+        )
+        with self._lock:
+            for segment, count in zip(segments, batch.got, strict=True):
+                segment.unread -= count
+                writer.unread -= count
+                self._depth -= count
+            writer.read_idx, writer.read_off = batch.idx, batch.off
+        self._taken = [(writer, segment, stop) for segment, stop in batch.stops]
+        if batch.lost:
+            text = f"{batch.lost} spooled message(s) became unreadable in {self._dir!r}"
+            self._report_loss(QueueLoss("spool_corrupt", DeliveryError(text), batch.lost, True))
+        return batch.payloads
+
+    @staticmethod
+    def _unread(writer: Writer) -> int:
+        # put counts only per segment (one counter less on the caller's path).
+        return sum(s.unread for s in writer.segments) if writer.own else writer.unread
+
+    def ack(self, count: int) -> None:
+        if count <= 0:
+            return
+        with self._rlock:
+            if not self._taken:
+                return
+            count = min(count, len(self._taken))
+            writer, segment, offset = self._taken[count - 1]
+            del self._taken[:count]
+            if self._closed:
+                return
+            self._ack_to(writer, segment, offset)
+
+    def _read_fd(self, segment: Segment) -> int:
+        if segment.fd is None:
+            segment.fd = open_at(self._dir_fd, segment.name, os.O_RDONLY)
+        return segment.fd
+
+    def _ack_to(self, writer: Writer, segment: Segment, offset: int) -> None:
+        """Everything of `writer` up to `offset` in `segment` is finished. Under _rlock."""
+        with self._lock:
+            segments = writer.segments
+            drop = segments.index(segment)
+            live = self._live_seg if writer.own else None
+            if (
+                segment is live
+                and offset >= segment.size
+                and segment.size - segment.start >= self._reclaim_bytes
+                and not self._closed
+            ):
+                # All delivered: start a new file so this one can go (else a spool below
+                # its segment size would never give space back).
+                with contextlib.suppress(OSError):
+                    live = self._rotate()
+            if offset >= segment.size and segment is not live:
+                drop += 1
+            gone = segments[:drop]
+            del segments[:drop]
+            if writer.read_idx < drop:  # it was at the end of a deleted segment
+                writer.read_idx = 0
+                writer.read_off = segments[0].start if segments else 0
+            else:
+                writer.read_idx -= drop
+        if gone:
+            with self._sync_lock:
+                for old in gone:
+                    close_fd(old)
+                    unlink_at(self._dir_fd, old.name)
+                    with self._lock:
+                        self._bytes -= old.disk
+            self._dir_dirty = True
+        if not writer.own and not writer.segments:
+            self._retire(writer)
+            return
+        head = writer.segments[0] if writer.segments else None
+        if head is not None:
+            self._write_cursor(writer, head.seq, offset if head is segment else head.start)
+
+    def _write_cursor(self, writer: Writer, seq: int, offset: int) -> None:
+        try:
+            os.pwrite(writer.ack_fd, rec.pack_cursor(seq, offset), 0)
+        except OSError as exc:
+            # Only costs duplicates (same messageIds) after a crash, never a loss.
+            logger.warning("segment_client: could not record spool progress: %s", exc)
+            return
+        self._acks_dirty.add(writer.ack_fd)
+
+    def _retire(self, writer: Writer) -> None:
+        release(self._dir_fd, writer, unlink=True)
+        self._acks_dirty.discard(writer.ack_fd)
+        with self._lock:
+            self._writers.remove(writer)
+
+    # -- adoption -----------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        """Adopt the files of writers whose process is gone. Under _rlock."""
+        self._last_scan = time.monotonic()
+        try:
+            names = os.listdir(self._dir_fd)
+        except OSError as exc:
+            logger.warning("segment_client: cannot list the spool directory: %s", exc)
+            return
+        for wid in sorted(writer_ids(names) - self._skipped):
+            try:
+                found = adopt(self._dir_fd, wid)
+            except OSError as exc:
+                logger.warning("segment_client: cannot adopt spool files of %s: %s", wid, exc)
+                self._skipped.add(wid)
+                continue
+            if found is None:
+                continue  # its process is alive
+            self._skipped.add(wid)
+            if found.lost or found.bad_bytes:
+                text = (
+                    f"spool files of {wid}: {found.lost} message(s) unreadable "
+                    f"({found.bad_bytes} bytes skipped), {found.recovered} recovered"
+                )
+                if found.lost:
+                    error = DeliveryError(text)
+                    self._report_loss(QueueLoss("spool_corrupt", error, found.lost, False))
+                else:
+                    logger.warning("segment_client: %s", text)
+            writer = found.writer
+            if writer is None:
+                continue
+            if found.recovered:
+                logger.info(
+                    "segment_client: adopted %d spooled message(s) left by %s",
+                    found.recovered, wid,
+                )
+            with self._lock:
+                self._writers.insert(len(self._writers) - 1, writer)
+                self._writers[:-1] = sorted(self._writers[:-1], key=lambda w: w.wid)
+                self._bytes += sum(s.disk for s in writer.segments)
+                self._depth += writer.unread
+
+    # -- losses, syncing, close ---------------------------------------------------------
+
+    def _report_loss(self, loss: QueueLoss) -> None:
+        with self._loss_lock:
+            self._losses.append(loss)
+        if self._reporter is not None:  # COMPAT: the old consumer waits for a callback
+            self._thread.wake()
+
+    def _tick(self) -> None:
+        self._deliver_compat()
+        self._sync(None)
+
+    def _sync(self, deadline: float | None) -> None:
+        """fsync what was written since the last sync, stopping at `deadline` (each fsync
+        is checked before it starts). Never called on a caller's thread."""
+        if self._sync_interval is None:
+            return
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._sync_lock.acquire(timeout=wait):
+            return
+        try:
+            with self._lock:
+                dirty, self._dirty = self._dirty, []
+                live = self._live_seg
+                if self._synced != (live, live.size):
+                    self._synced = (live, live.size)
+                    dirty.append(live)
+                dir_dirty, self._dir_dirty = self._dir_dirty, False
+                acks, self._acks_dirty = self._acks_dirty, set()
+            fds = [s.fd for s in dirty if s.fd is not None] + sorted(acks)
+            for fd in fds:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                with contextlib.suppress(OSError):
+                    os.fdatasync(fd)
+            if dir_dirty and (deadline is None or time.monotonic() < deadline):
+                with contextlib.suppress(OSError):
+                    os.fsync(self._dir_fd)
+        finally:
+            self._sync_lock.release()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Release files and locks; fsync what is left if time allows. Returns within
+        `timeout` (None: no limit); what is not finished stays in the spool."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._rlock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            # The consumer is still in take/ack (a slow disk): stop here; the files stay
+            # as they are and close with the process.
+            with self._lock:
+                self._closed = True
+            self._thread.stop(0)
+            return
+        try:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+                # Taken but unacknowledged messages stay on disk: count them as waiting.
+                self._depth += len(self._taken)
+            self._thread.stop(_left(deadline))
+            self._sync(deadline)
+            self._deliver_compat()
+            self._close_files(deadline)
+        finally:
+            self._rlock.release()
+        _live.discard(self)
+
+    def _close_files(self, deadline: float | None) -> None:
+        got_lock = self._sync_lock.acquire(timeout=_wait(deadline))
+        try:
+            for writer in self._writers:
+                finished = writer.own and not self._unread(writer) and not self._taken
+                if finished:
+                    # Everything was delivered: leave nothing behind (segments first, so
+                    # a crash in between leaves no segment without its lock file).
+                    for segment in writer.segments:
+                        close_fd(segment)
+                        unlink_at(self._dir_fd, segment.name)
+                    unlink_at(self._dir_fd, writer.ack_name)
+                    self._bytes -= sum(s.disk for s in writer.segments[:-1])
+                    self._live_seg.size = 0
+                    writer.segments = []
+                else:
+                    for segment in writer.segments:
+                        with contextlib.suppress(OSError):
+                            unmap(segment)  # a clean close leaves no zero tail
+                        if (
+                            segment.fd is not None
+                            and self._sync_interval is not None
+                            and (deadline is None or time.monotonic() < deadline)
+                        ):
+                            with contextlib.suppress(OSError):
+                                os.fdatasync(segment.fd)
+                        close_fd(segment)
+                with contextlib.suppress(OSError):
+                    os.close(writer.ack_fd)  # releases the flock
+            self._taken = []
+            with contextlib.suppress(OSError):
+                os.close(self._dir_fd)
+        finally:
+            if got_lock:
+                self._sync_lock.release()
+
+    def _forget(self) -> None:
+        """In a forked child: drop the parent's descriptors without touching its files."""
+        self._closed = True
+        self._thread.forget()
+        for writer in self._writers:
+            for segment in writer.segments:
+                close_fd(segment)
+            with contextlib.suppress(OSError):
+                os.close(writer.ack_fd)
+        with contextlib.suppress(OSError):
+            os.close(self._dir_fd)
+        self._writers = []
+        _live.discard(self)
+
+    # -- COMPAT: the consumer on main before the queue seam of issue 13 ------------------
+    # It reads `durable`, calls `attach(reporter)` and gets losses by callback from the
+    # spool's thread. Delete this block once the consumer uses `policy` and `losses()`.
+
+    durable = True
+
+    def attach(self, reporter: LossReporter) -> None:
+        """COMPAT: losses go to `reporter` (from the sync thread and close)."""
+        self._reporter = reporter
+        self._deliver_compat()
+
+    def _deliver_compat(self) -> None:
+        reporter = self._reporter
+        if reporter is not None:
+            for loss in self.losses():
+                reporter(loss.reason, loss.error, loss.count, loss.queued)
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _wait(deadline: float | None) -> float:
+    return -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
