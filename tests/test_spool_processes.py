@@ -179,20 +179,19 @@ def test_real_collector_refusing_past_the_retry_budget_then_back_gets_all_50000(
     assert growth_mb < 10, result
 
 
-def test_disk_full_drops_and_reports_never_raises(
+def test_a_file_size_limit_costs_rotations_never_messages(
     spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path
 ) -> None:
-    # RLIMIT_FSIZE makes posix_fallocate fail (EFBIG), so the spool falls back to
-    # write(2), which then fails like a full disk (a short write, then EFBIG); mounting a
-    # small tmpfs needs privileges the test may not have.
+    # Under RLIMIT_FSIZE (ulimit -f) every segment stays below the limit: with nothing
+    # delivered during the calls, all 200 messages (10 times the limit) are held.
     limit = 20_000
     proc = spawn("fsize", 200, tmp_path, limit)
     out, _ = proc.communicate(timeout=60)
     result = json.loads(out)
-    fitting = (limit - 16) // result["record"]
     assert result["raised"] == 0
-    assert result["queued"] == fitting
-    assert result["dropped"] == {"spool_error": 200 - fitting}
-    assert result["errors"] == ["QueueFullError"] * (200 - fitting)
-    assert result["delivered"] == [f"m-{i:05d}" for i in range(fitting)]
+    assert result["queued"] == 200
+    assert result["dropped"] == {}
+    assert result["errors"] == []
+    assert result["largest_file"] <= limit
+    assert result["delivered"] == [f"m-{i:05d}" for i in range(200)]
     assert result["closed"] is True

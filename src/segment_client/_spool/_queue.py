@@ -12,26 +12,25 @@ sent first. A background thread (`_sync`) fsyncs. See docs/spool.md.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
-import secrets
 import threading
 import time
 import weakref
 import zlib
-from pathlib import Path
 
 from segment_client._exceptions import ConfigurationError, DeliveryError
 from segment_client._queue import LossReporter, QueueLoss, QueuePolicy
 
 from . import _records as rec
 from ._adopt import adopt, release, writer_ids
-from ._files import open_at, unlink_at
+from ._deadletter import DeadLetters
+from ._files import open_at, open_directory, unlink_at
 from ._reader import read_batch
-from ._segment import Segment, Writer, close_fd, map_segment, release_pages, unmap
+from ._segment import Segment, Writer, close_fd, unmap
+from ._space import FreeSpace, disk_free
 from ._sync import SyncThread
+from ._writer import WriterSide
 
 __all__ = ["DEFAULT_SPOOL_MAX_BYTES", "DEFAULT_SPOOL_SYNC_INTERVAL", "SpoolQueue"]
 
@@ -47,7 +46,7 @@ _HS = rec.HEADER_SIZE
 _PACK = rec.HEADER.pack
 _PACK_INTO = rec.HEADER.pack_into
 _crc32 = zlib.crc32
-_write = os.write
+_MASK = 0xFFFFFFFF
 
 _live: weakref.WeakSet[SpoolQueue] = weakref.WeakSet()
 
@@ -66,7 +65,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_inherited)
 
 
-class SpoolQueue:
+class SpoolQueue(WriterSide):
     """A durable `MessageQueue` in `directory`. Thread-safe.
 
     `put` appends to this process's spool file and never blocks on the disk beyond one
@@ -81,6 +80,11 @@ class SpoolQueue:
         sync_interval: seconds between fsyncs of data written since the last one.
         segment_bytes: size at which the spool file is rotated (finished ones are deleted).
         rescan_interval: seconds between looks for files of processes that are gone.
+        shared_group: accept a directory writable by its group (several users of one
+            group sharing a spool); files are then created 0660. Without it such a
+            directory is refused, like one writable by others or owned by another user.
+        free_space: `free_space(dir_fd)`, the bytes free on the directory's disk (for
+            tests; default `fstatvfs`).
     """
 
     #: Messages survive the process: keep retrying past the budget, keep them at close.
@@ -94,12 +98,14 @@ class SpoolQueue:
         sync_interval: float | None = DEFAULT_SPOOL_SYNC_INTERVAL,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         rescan_interval: float = DEFAULT_RESCAN_INTERVAL,
+        shared_group: bool = False,
+        free_space: FreeSpace = disk_free,
     ) -> None:
         self._dir = os.fspath(directory)
         self._max_bytes = max_bytes
         self._sync_interval = sync_interval
         self._segment_bytes = max(segment_bytes, 4096)
-        self._reclaim_bytes = max(1, min(self._segment_bytes, max_bytes) // 4)
+        self._free_space = free_space
         self._rescan_interval = rescan_interval
         self._pid = os.getpid()
         self._lock = threading.Lock()  # the caller side: put and the counters
@@ -110,7 +116,7 @@ class SpoolQueue:
         self._depth = 0
         self._bytes = 0  # bytes of our files but the live segment's (put adds that)
         self._rejection = ("spool_full", "the spool is full; the message was dropped")
-        self._taken: list[tuple[Writer, Segment, int]] = []
+        self._taken: list[tuple[Writer, Segment, int, int]] = []
         self._writers: list[Writer] = []  # adopted ones (oldest first), then our own
         self._skipped: set[str] = set()  # writers whose files this process leaves alone
         self._losses: list[QueueLoss] = []
@@ -120,56 +126,31 @@ class SpoolQueue:
         self._acks_dirty: set[int] = set()
         self._thread = SyncThread(sync_interval or DEFAULT_SPOOL_SYNC_INTERVAL, self._tick)
         self._last_scan = 0.0
+        self._index = 0  # the writer-wide index of our next record
+        self._space_failed_at = 0.0  # when a new file last failed for lack of space
+        self._space_error: OSError | None = None
         self._reporter: LossReporter | None = None  # COMPAT (see attach)
         try:
-            Path(self._dir).mkdir(parents=True, exist_ok=True)
-            self._dir_fd = os.open(self._dir, os.O_RDONLY)
-            self._own = self._create_writer()
+            self._dir_fd, self._trust = open_directory(self._dir, shared_group=shared_group)
+        except PermissionError as exc:
+            raise ConfigurationError(
+                f"spool_dir {self._dir!r} refused: {exc.strerror}"
+            ) from exc
         except OSError as exc:
             raise ConfigurationError(
                 f"spool_dir must be a writable directory, got {self._dir!r}: {exc}"
             ) from exc
-        self._live_seg = self._own.segments[-1]
+        try:
+            self._own = self._create_writer()
+        except OSError as exc:
+            os.close(self._dir_fd)
+            raise ConfigurationError(
+                f"spool_dir must be a writable directory, got {self._dir!r}: {exc}"
+            ) from exc
+        self._dead = DeadLetters(self._dir_fd, self._trust)
         with self._rlock:
             self._scan()
         _live.add(self)
-
-    # -- our own files ------------------------------------------------------------------
-
-    def _create_writer(self) -> Writer:
-        wid = f"{time.time_ns():016x}-{os.getpid()}-{secrets.token_hex(3)}"
-        ack_name = wid + ".ack"
-        # Locked before it appears under its name, so no scanner can take it for the file
-        # of a process that is gone.
-        tmp_name = ack_name + ".new"
-        ack_fd = open_at(self._dir_fd, tmp_name, os.O_RDWR | os.O_CREAT | os.O_EXCL)
-        fcntl.flock(ack_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(tmp_name, ack_name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-        writer = Writer(wid, ack_name, ack_fd, own=True)
-        self._writers.append(writer)
-        self._skipped.add(wid)
-        segment = self._new_segment(writer, 0)
-        writer.read_off = segment.start
-        self._write_cursor(writer, segment.seq, segment.start)
-        return writer
-
-    def _new_segment(self, writer: Writer, seq: int, need: int = 0) -> Segment:
-        name = f"{writer.wid}.{seq:08d}.seg"
-        fd = open_at(self._dir_fd, name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND)
-        try:
-            if os.write(fd, rec.FILE_HEADER) != len(rec.FILE_HEADER):
-                raise OSError(errno.ENOSPC, "short write of the spool file header")
-        except OSError:
-            os.close(fd)
-            unlink_at(self._dir_fd, name)
-            raise
-        start = len(rec.FILE_HEADER)
-        segment = Segment(name, seq, start, start, 0)
-        segment.fd = fd
-        map_segment(segment, max(min(self._segment_bytes, self._max_bytes), start + need))
-        writer.segments.append(segment)
-        self._dir_dirty = True
-        return segment
 
     # -- the MessageQueue protocol: caller side -----------------------------------------
 
@@ -184,91 +165,23 @@ class SpoolQueue:
             end = pos + _HS + length
             if self._closed or self._bytes + end > self._max_bytes:
                 return self._refuse()
+            index = self._index
             mm = segment.mm
             if mm is not None and end <= segment.limit:
-                # Header first, then the payload: a copy torn by a kill fails the CRC.
-                _PACK_INTO(mm, pos, _MAGIC, length, crc)
+                # Header first, then the payload: a copy torn by a kill fails the check.
+                _PACK_INTO(mm, pos, _MAGIC, length, crc ^ index, index)
                 mm[pos + _HS : end] = data
                 segment.size = end
-            elif not self._put_slow(segment, _PACK(_MAGIC, length, crc) + data):
+            elif not self._put_slow(segment, _PACK(_MAGIC, length, crc ^ index, index) + data):
                 return 0
             else:
                 segment = self._live_seg
+            self._index = (index + 1) & _MASK
             segment.unread += 1
             self._depth = depth = self._depth + 1
         if not self._thread.started:
             self._thread.start()
         return depth
-
-    def _put_slow(self, segment: Segment, record: bytes) -> bool:
-        """Rotate if needed, then append `record` to the live segment. Under _lock.
-
-        False (and the rejection set) if it could not be written."""
-        size = len(record)
-        try:
-            end = segment.size + size
-            if segment.size > segment.start and (
-                end > self._segment_bytes or (segment.mm is not None and end > segment.cap)
-            ):
-                segment = self._rotate(size)
-                end = segment.size + size
-            if segment.mm is not None:
-                if end <= segment.cap:
-                    if end > segment.limit:
-                        release_pages(segment, end)
-                    segment.mm[segment.size : end] = record
-                    segment.size = end
-                    return True
-                unmap(segment)  # a record larger than an empty segment's map
-            written = _write(segment.fd, record)  # type: ignore[arg-type]
-        except OSError as exc:
-            self._write_failed(segment, exc)
-            return False
-        if written != size:
-            self._write_failed(
-                segment, OSError(errno.ENOSPC, "short write: disk or file size limit")
-            )
-            return False
-        segment.size = end
-        return True
-
-    def _refuse(self) -> int:
-        if self._closed:
-            self._rejection = ("closed", "the spool is closed")
-        else:
-            self._rejection = (
-                "spool_full",
-                f"the spool holds {self.disk_bytes()} bytes, at its limit of "
-                f"{self._max_bytes} (spool_max_bytes); the message was dropped",
-            )
-        return 0
-
-    def _rotate(self, need: int = 0) -> Segment:
-        # Under _lock. The old segment stays open for reading until it is acknowledged.
-        old = self._live_seg
-        segment = self._new_segment(self._own, old.seq + 1, need)
-        with contextlib.suppress(OSError):
-            # If the cut fails its zero tail stays: readers take it for the end.
-            unmap(old)
-        old.disk = max(old.disk, old.size)
-        self._bytes += old.disk
-        self._dirty.append(old)
-        self._live_seg = segment
-        return segment
-
-    def _write_failed(self, segment: Segment, exc: OSError) -> None:
-        # Under _lock. Cut a partial record off so the file stays a sequence of records;
-        # if even that fails, a reader skips the damage by its checksum. (A mapped segment
-        # is never cut: its map must stay backed by the file.)
-        if segment.fd is not None and segment.mm is None:
-            try:
-                os.ftruncate(segment.fd, segment.size)
-            except OSError:
-                segment.disk = max(segment.disk, os.fstat(segment.fd).st_size)
-        self._rejection = (
-            "spool_error",
-            f"could not write to the spool in {self._dir!r} ({exc}); the message was dropped",
-        )
 
     def rejection(self) -> tuple[str, str]:
         """Why the last refused `put` returned 0: (drop reason, explanation)."""
@@ -276,10 +189,6 @@ class SpoolQueue:
 
     def depth(self) -> int:
         return self._depth
-
-    def disk_bytes(self) -> int:
-        """Bytes of spool files this queue holds (what `max_bytes` limits)."""
-        return self._bytes + self._live_seg.size
 
     def losses(self) -> list[QueueLoss]:
         """Messages found unreadable since the last call (drained by the consumer)."""
@@ -326,7 +235,7 @@ class SpoolQueue:
                 writer.unread -= count
                 self._depth -= count
             writer.read_idx, writer.read_off = batch.idx, batch.off
-        self._taken = [(writer, segment, stop) for segment, stop in batch.stops]
+        self._taken = [(writer, segment, stop, index) for segment, stop, index in batch.stops]
         if batch.lost:
             text = f"{batch.lost} spooled message(s) became unreadable in {self._dir!r}"
             self._report_loss(QueueLoss("spool_corrupt", DeliveryError(text), batch.lost, True))
@@ -344,19 +253,20 @@ class SpoolQueue:
             if not self._taken:
                 return
             count = min(count, len(self._taken))
-            writer, segment, offset = self._taken[count - 1]
+            writer, segment, offset, index = self._taken[count - 1]
             del self._taken[:count]
             if self._closed:
                 return
-            self._ack_to(writer, segment, offset)
+            self._ack_to(writer, segment, offset, index)
 
     def _read_fd(self, segment: Segment) -> int:
         if segment.fd is None:
-            segment.fd = open_at(self._dir_fd, segment.name, os.O_RDONLY)
+            segment.fd = open_at(self._dir_fd, segment.name, os.O_RDONLY, self._trust)
         return segment.fd
 
-    def _ack_to(self, writer: Writer, segment: Segment, offset: int) -> None:
-        """Everything of `writer` up to `offset` in `segment` is finished. Under _rlock."""
+    def _ack_to(self, writer: Writer, segment: Segment, offset: int, index: int) -> None:
+        """Everything of `writer` up to `offset` in `segment` (the record `index` starts
+        there) is finished. Under _rlock."""
         with self._lock:
             segments = writer.segments
             drop = segments.index(segment)
@@ -364,7 +274,7 @@ class SpoolQueue:
             if (
                 segment is live
                 and offset >= segment.size
-                and segment.size - segment.start >= self._reclaim_bytes
+                and segment.size - segment.start >= max(1, segment.room // 4)
                 and not self._closed
             ):
                 # All delivered: start a new file so this one can go (else a spool below
@@ -387,22 +297,17 @@ class SpoolQueue:
                     unlink_at(self._dir_fd, old.name)
                     with self._lock:
                         self._bytes -= old.disk
+                        self._space_error = None  # room came back: try a new file at once
             self._dir_dirty = True
         if not writer.own and not writer.segments:
             self._retire(writer)
             return
         head = writer.segments[0] if writer.segments else None
         if head is not None:
-            self._write_cursor(writer, head.seq, offset if head is segment else head.start)
-
-    def _write_cursor(self, writer: Writer, seq: int, offset: int) -> None:
-        try:
-            os.pwrite(writer.ack_fd, rec.pack_cursor(seq, offset), 0)
-        except OSError as exc:
-            # Only costs duplicates (same messageIds) after a crash, never a loss.
-            logger.warning("segment_client: could not record spool progress: %s", exc)
-            return
-        self._acks_dirty.add(writer.ack_fd)
+            if head is segment:
+                self._write_cursor(writer, head.seq, offset, index)
+            else:
+                self._write_cursor(writer, head.seq, head.start, head.first)
 
     def _retire(self, writer: Writer) -> None:
         release(self._dir_fd, writer, unlink=True)
@@ -422,7 +327,7 @@ class SpoolQueue:
             return
         for wid in sorted(writer_ids(names) - self._skipped):
             try:
-                found = adopt(self._dir_fd, wid)
+                found = adopt(self._dir_fd, wid, self._trust)
             except OSError as exc:
                 logger.warning("segment_client: cannot adopt spool files of %s: %s", wid, exc)
                 self._skipped.add(wid)
@@ -454,7 +359,13 @@ class SpoolQueue:
                 self._bytes += sum(s.disk for s in writer.segments)
                 self._depth += writer.unread
 
-    # -- losses, syncing, close ---------------------------------------------------------
+    # -- dead letters, losses, syncing, close -------------------------------------------
+
+    def dead_letter(self, data: bytes, error: DeliveryError) -> None:
+        """Keep a message found undeliverable in the directory's dead-letter file (the
+        consumer already reported it). One locked append; never raises."""
+        if not self._closed:
+            self._dead.append(data, error)
 
     def _report_loss(self, loss: QueueLoss) -> None:
         with self._loss_lock:
@@ -533,8 +444,9 @@ class SpoolQueue:
                         close_fd(segment)
                         unlink_at(self._dir_fd, segment.name)
                     unlink_at(self._dir_fd, writer.ack_name)
-                    self._bytes -= sum(s.disk for s in writer.segments[:-1])
-                    self._live_seg.size = 0
+                    live = self._live_seg
+                    self._bytes -= sum(s.disk for s in writer.segments if s is not live)
+                    self._live_seg.size = self._live_seg.start = 0
                     writer.segments = []
                 else:
                     for segment in writer.segments:

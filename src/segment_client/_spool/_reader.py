@@ -23,7 +23,8 @@ class Batch:
     """What one pass read: the payloads, where each ends, and the new read position."""
 
     payloads: list[bytes] = field(default_factory=list)
-    stops: list[tuple[Segment, int]] = field(default_factory=list)  # (segment, end offset)
+    # (segment, end offset, index of the next record) per payload
+    stops: list[tuple[Segment, int, int]] = field(default_factory=list)
     got: list[int] = field(default_factory=list)  # records accounted per segment
     lost: int = 0  # records found unreadable
     idx: int = 0
@@ -52,14 +53,17 @@ def read_batch(
         off = max(off, segment.start)
         full = False
         try:
-            for _, stop, payload, _ in rec.records(read_fd(segment), off, ends[i]):
+            fd = read_fd(segment)
+            for _, stop, payload, index in rec.records(
+                fd, off, ends[i], version=segment.version
+            ):
                 if payload is not None:
                     if out and total + len(payload) + 1 > max_bytes:
                         full = True
                         break
                     total += len(payload) + 1
                     out.append(payload)
-                    stops.append((segment, stop))
+                    stops.append((segment, stop, index + 1))
                     got[i] += 1
                 off = stop  # an unreadable stretch is skipped (counted below)
                 if len(out) >= max_count:

@@ -1,10 +1,15 @@
 """The spool's on-disk record codec: file header, records, the ack cursor. Pure functions.
 
-A segment file is a 16-byte header, then records `magic(2) length(4) crc32(4) payload`,
-little-endian. The magic starts with 0xFF, a byte UTF-8 never contains, so a reader can
-find the next record after a damaged one. A mapped segment is zero-filled past its last
-record until it is cut; a record never ends in a zero byte (JSON has none), so the zero
-tail of a file left by a crash marks the end of its data.
+A segment file (format 2) is a 16-byte header, `SEGSPOOL v2\\n` and the writer-wide index
+of its first record (u32), then records `magic(2) length(4) check(4) index(4) payload`,
+little-endian, where `check` is the payload's CRC-32 xor the record's index: a record is
+intact only if its payload, length and index all survived. Indexes count up by one per
+record of a writer, so the number of records lost in a damaged stretch is the gap between
+the indexes around it, however the damage hid their starts. Format 1 (no index) is still
+read. The magic starts with 0xFF, a byte UTF-8 never contains, so a reader can find the
+next record after a damaged one. A mapped segment is zero-filled past its last record
+until it is cut; a record never ends in a zero byte (JSON has none), so the zero tail of
+a file left by a crash marks the end of its data.
 
 Thread-safety: stateless; reads use `os.pread`, so one descriptor may be shared.
 """
@@ -15,81 +20,136 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 __all__ = [
     "CURSOR_SIZE",
     "FILE_FAMILY",
-    "FILE_HEADER",
+    "FILE_HEADER_SIZE",
     "HEADER",
     "HEADER_SIZE",
     "MAGIC",
     "MAX_PAYLOAD",
     "SCAN_CHUNK",
     "TAKE_CHUNK",
+    "Format",
     "data_end",
+    "file_header",
     "pack_cursor",
+    "parse_file_header",
     "records",
     "unpack_cursor",
 ]
 
-FILE_HEADER = b"SEGSPOOL v1\n\x00\x00\x00\x00"
 FILE_FAMILY = b"SEGSPOOL v"
+FILE_HEADER_SIZE = 16
+_V1_HEADER = b"SEGSPOOL v1\n\x00\x00\x00\x00"
+_V2_PREFIX = b"SEGSPOOL v2\n"
 MAGIC = b"\xffS"
-HEADER = struct.Struct("<2sII")
+HEADER = struct.Struct("<2sIII")  # format 2
 HEADER_SIZE = HEADER.size
-_CURSOR = struct.Struct("<QQI")
+_V1_RECORD = struct.Struct("<2sII")
+_U32 = struct.Struct("<I")
+# The cursor: segment seq, offset, index of the record at offset, crc (format 1: no index).
+_CURSOR = struct.Struct("<QQQI")
+_V1_CURSOR = struct.Struct("<QQI")
 CURSOR_SIZE = _CURSOR.size
 # Plausibility bound on a record's length when reading (the client caps messages at 32 KB).
 MAX_PAYLOAD = 1 << 20
 # Read sizes: a batch is at most 500 KB (typically a few dozen KB); adoption scans whole files.
 TAKE_CHUNK = 64 * 1024
 SCAN_CHUNK = 1024 * 1024
+_MASK = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Format:
+    """How a segment's records are laid out."""
+
+    version: int
+    first: int | None  # the index of the segment's first record (None: not known)
+
+
+def file_header(first: int) -> bytes:
+    """The header of a new (format 2) segment whose first record has index `first`."""
+    return _V2_PREFIX + _U32.pack(first & _MASK)
+
+
+def parse_file_header(header: bytes) -> Format | None:
+    """The segment's format, `Format(2, None)` for a damaged header, None for a format
+    this version does not know (a newer client's file: left alone)."""
+    if header.startswith(_V2_PREFIX) and len(header) == FILE_HEADER_SIZE:
+        return Format(2, _U32.unpack_from(header, len(_V2_PREFIX))[0])
+    if header == _V1_HEADER:
+        return Format(1, None)
+    if header.startswith(FILE_FAMILY) and len(header) == FILE_HEADER_SIZE:
+        return None
+    return Format(2, None)
 
 
 def records(
-    fd: int, pos: int, end: int, chunk: int = TAKE_CHUNK
+    fd: int,
+    pos: int,
+    end: int,
+    chunk: int = TAKE_CHUNK,
+    version: int = 2,
+    expect: int | None = None,
 ) -> Iterator[tuple[int, int, bytes | None, int]]:
-    """Records in `[pos, end)` of `fd`: `(start, stop, payload, 0)` for each readable one,
-    `(start, stop, None, lost)` for each unreadable stretch, where `lost` counts the record
-    starts seen in it. Reads in chunks; deterministic for the same bytes."""
+    """Records in `[pos, end)` of `fd`: `(start, stop, payload, index)` for each intact
+    one, `(start, stop, None, lost)` for each unreadable stretch (or gap in the indexes).
+
+    `expect` is the index of the record at `pos` when known. `lost` is the gap in the
+    indexes around the stretch when they are known (format 2), else the record starts
+    seen in it; for a stretch at the end of the range it is always the record starts
+    seen (the caller may know better). Format 1 records have no index (yields 0).
+    Reads in chunks; deterministic for the same bytes."""
+    fmt = HEADER if version >= 2 else _V1_RECORD
+    hs = fmt.size
     buf = b""
     base = pos
     bad_start = -1
-    lost = 0
+    seen = 0
     while pos < end:
         rel = pos - base
-        if len(buf) - rel < HEADER_SIZE:
+        if len(buf) - rel < hs:
             buf = os.pread(fd, min(chunk, end - pos), pos)
             base, rel = pos, 0
-            if len(buf) < HEADER_SIZE:  # a torn header at the end (or a shorter file)
+            if len(buf) < hs:  # a torn header at the end (or a shorter file)
                 if bad_start < 0:
                     bad_start = pos
                 if buf[:2] == MAGIC:
-                    lost += 1
+                    seen += 1
                 pos = end
                 break
-        magic, length, crc = HEADER.unpack_from(buf, rel)
-        stop = pos + HEADER_SIZE + length
+        if version >= 2:
+            magic, length, check, index = HEADER.unpack_from(buf, rel)
+        else:
+            magic, length, check = _V1_RECORD.unpack_from(buf, rel)
+            index = 0
+        stop = pos + hs + length
         ok = magic == MAGIC and 0 < length <= MAX_PAYLOAD and stop <= end
         if ok and base + len(buf) < stop:
             buf = os.pread(fd, min(max(chunk, stop - pos), end - pos), pos)
             base, rel = pos, 0
             ok = len(buf) >= stop - pos
         if ok:
-            payload = buf[rel + HEADER_SIZE : rel + HEADER_SIZE + length]
-            ok = zlib.crc32(payload) == crc
+            payload = buf[rel + hs : rel + hs + length]
+            ok = zlib.crc32(payload) ^ index == check
             if ok:
-                if bad_start >= 0:
-                    yield bad_start, pos, None, lost
-                    bad_start, lost = -1, 0
-                yield pos, stop, payload, 0
+                if version >= 2 and expect is not None and index > expect:
+                    seen = index - expect  # the gap is exact, whatever the damage hid
+                if bad_start >= 0 or seen:
+                    yield (pos if bad_start < 0 else bad_start), pos, None, seen
+                    bad_start, seen = -1, 0
+                yield pos, stop, payload, index
+                expect = index + 1 if version >= 2 else None
                 pos = stop
                 continue
         # Unreadable at pos: skip to the next record start.
         if bad_start < 0:
             bad_start = pos
         if magic == MAGIC:
-            lost += 1
+            seen += 1
         found = buf.find(MAGIC, rel + 1)
         while found < 0:
             searched = base + len(buf)
@@ -103,7 +163,7 @@ def records(
             found = buf.find(MAGIC)
         pos = end if found < 0 else min(end, base + found)
     if bad_start >= 0:
-        yield bad_start, end, None, lost
+        yield bad_start, end, None, seen
 
 
 def data_end(fd: int, size: int) -> int:
@@ -121,19 +181,22 @@ def data_end(fd: int, size: int) -> int:
     return 0
 
 
-def pack_cursor(seq: int, offset: int) -> bytes:
-    """The ack file's content: delivery reached `offset` of segment `seq`."""
-    blob = struct.pack("<QQ", seq, offset)
-    return blob + struct.pack("<I", zlib.crc32(blob))
+def pack_cursor(seq: int, offset: int, index: int) -> bytes:
+    """The ack file's content: delivery reached `offset` (record `index`) of segment `seq`."""
+    blob = struct.pack("<QQQ", seq, offset, index)
+    return blob + _U32.pack(zlib.crc32(blob))
 
 
-def unpack_cursor(raw: bytes) -> tuple[int, int] | None:
-    """`(seq, offset)`, or None when `raw` is short (never written).
-
-    Raises ValueError when the checksum does not match (a damaged ack file)."""
-    if len(raw) != CURSOR_SIZE:
-        return None
-    seq, offset, crc = _CURSOR.unpack(raw)
-    if zlib.crc32(raw[:16]) != crc:
+def unpack_cursor(raw: bytes) -> tuple[int, int, int | None] | None:
+    """`(seq, offset, index)` (index None from a format 1 file), or None when `raw` is
+    empty or short (never written). Raises ValueError when the checksum does not match."""
+    if len(raw) >= CURSOR_SIZE:
+        seq, offset, index, crc = _CURSOR.unpack_from(raw)
+        if zlib.crc32(raw[:24]) == crc:
+            return seq, offset, index
+    if len(raw) >= _V1_CURSOR.size:
+        seq, offset, crc = _V1_CURSOR.unpack_from(raw)
+        if zlib.crc32(raw[:16]) == crc:
+            return seq, offset, None
         raise ValueError("damaged spool cursor")
-    return seq, offset
+    return None

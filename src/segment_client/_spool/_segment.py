@@ -25,11 +25,19 @@ MAP_WINDOW = 1 << 20
 class Segment:
     """One segment file: where its records end, what it occupies, what is unread."""
 
-    __slots__ = ("cap", "disk", "fd", "limit", "mm", "name", "seq", "size", "start", "unread")
+    __slots__ = (
+        "cap", "disk", "fd", "first", "limit", "mm", "name", "room", "seq", "size", "start",
+        "unread", "version",
+    )
 
-    def __init__(self, name: str, seq: int, size: int, start: int, unread: int) -> None:
-        self.name = name  # the file name in the spool directory
+    def __init__(
+        self, name: str, seq: int, size: int, start: int, unread: int, first: int = 0
+    ) -> None:
+        self.name = name  # the file name in the spool directory ("" for no file)
         self.seq = seq
+        self.first = first  # the writer-wide index of its first record
+        self.room = 0  # the size it is rotated at (a live segment of ours)
+        self.version = 2  # the record format
         self.size = size  # bytes that hold complete records (the logical end)
         self.disk = size  # bytes the file occupies (counted against the cap)
         self.start = start  # offset of the first record
