@@ -120,7 +120,12 @@ def open_at(dir_fd: int, name: str, flags: int, trust: Trust) -> int:
     Raises UntrustedFileError for a file that is not ours, OSError as open does."""
     fd = os.open(name, flags | _FLAGS, trust.mode, dir_fd=dir_fd)
     try:
-        problem = trust.problem(os.fstat(fd))
+        st = os.fstat(fd)
+        problem = trust.problem(st)
+        shared = trust.group is not None and st.st_uid == trust.uid
+        wrong_mode = stat.S_IMODE(st.st_mode) != trust.mode
+        if problem is None and shared and flags & os.O_CREAT and wrong_mode:
+            os.fchmod(fd, trust.mode)  # the group must read it, whatever the umask
     except OSError:
         os.close(fd)
         raise
