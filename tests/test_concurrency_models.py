@@ -21,8 +21,8 @@ import pytest
 
 from segment_client import Client
 from segment_client import _uwsgi as uwsgi_seam
-from segment_client.testing import RecordingTransport
 from segment_client.collector import Collector
+from segment_client.testing import RecordingTransport
 from tests._support.localhttp import LocalServer, ScriptedAPI
 
 # -- asyncio -----------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from segment_client import (
     TransportError,
 )
 from segment_client._network import EU_HOST, US_HOST
-from segment_client.testing import RecordingTransport
 from segment_client.collector import Collector
+from segment_client.testing import RecordingTransport
 from tests._support.localhttp import LocalServer, ScriptedAPI, forward_proxy
 
 PROXY_VARS = (

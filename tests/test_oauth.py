@@ -24,7 +24,7 @@ from segment_client import (
     OAuthSettings,
 )
 from segment_client._transports._auth import OAuth, TokenManager
-from tests._support.localhttp import LocalServer, ScriptedAPI, Request, Response
+from tests._support.localhttp import LocalServer, Request, Response, ScriptedAPI
 
 
 def make_key() -> tuple[str, Any]:

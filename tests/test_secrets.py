@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from segment_client import Client, DeliveryError, OAuthSettings
-from tests._support.localhttp import LocalServer, ScriptedAPI, Request, Response
+from tests._support.localhttp import LocalServer, Request, Response, ScriptedAPI
 from tests.test_oauth import TokenServer, make_key
 
 WRITE_KEY = "wk-SUPER-SECRET-7f3a"
