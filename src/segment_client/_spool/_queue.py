@@ -20,7 +20,7 @@ import weakref
 import zlib
 
 from segment_client._exceptions import ConfigurationError, DeliveryError
-from segment_client._queue import LossReporter, QueueLoss, QueuePolicy
+from segment_client._queue import QueueLoss, QueuePolicy
 
 from . import _records as rec
 from ._adopt import adopt, release, writer_ids
@@ -129,7 +129,6 @@ class SpoolQueue(WriterSide):
         self._index = 0  # the writer-wide index of our next record
         self._space_failed_at = 0.0  # when a new file last failed for lack of space
         self._space_error: OSError | None = None
-        self._reporter: LossReporter | None = None  # COMPAT (see attach)
         try:
             self._dir_fd, self._trust = open_directory(self._dir, shared_group=shared_group)
         except PermissionError as exc:
@@ -370,11 +369,8 @@ class SpoolQueue(WriterSide):
     def _report_loss(self, loss: QueueLoss) -> None:
         with self._loss_lock:
             self._losses.append(loss)
-        if self._reporter is not None:  # COMPAT: the old consumer waits for a callback
-            self._thread.wake()
 
     def _tick(self) -> None:
-        self._deliver_compat()
         self._sync(None)
 
     def _sync(self, deadline: float | None) -> None:
@@ -426,7 +422,6 @@ class SpoolQueue(WriterSide):
                 self._depth += len(self._taken)
             self._thread.stop(_left(deadline))
             self._sync(deadline)
-            self._deliver_compat()
             self._close_files(deadline)
         finally:
             self._rlock.release()
@@ -482,23 +477,6 @@ class SpoolQueue(WriterSide):
             os.close(self._dir_fd)
         self._writers = []
         _live.discard(self)
-
-    # -- COMPAT: the consumer on main before the queue seam of issue 13 ------------------
-    # It reads `durable`, calls `attach(reporter)` and gets losses by callback from the
-    # spool's thread. Delete this block once the consumer uses `policy` and `losses()`.
-
-    durable = True
-
-    def attach(self, reporter: LossReporter) -> None:
-        """COMPAT: losses go to `reporter` (from the sync thread and close)."""
-        self._reporter = reporter
-        self._deliver_compat()
-
-    def _deliver_compat(self) -> None:
-        reporter = self._reporter
-        if reporter is not None:
-            for loss in self.losses():
-                reporter(loss.reason, loss.error, loss.count, loss.queued)
 
 
 def _left(deadline: float | None) -> float | None:
