@@ -192,6 +192,13 @@ def _add_typegen(subparsers: Any) -> None:
     add_parser(subparsers)
 
 
+@command
+def _add_spool(subparsers: Any) -> None:
+    from ._spool._command import add_parser
+
+    add_parser(subparsers)
+
+
 def _plan_validator(path: str | None) -> Callable[[dict[str, Any]], list[str]] | None:
     from .collector._command import plan_validator
 

@@ -31,12 +31,13 @@ from segment_client._exceptions import APIError, DeliveryError
 
 from ._files import Trust, is_trusted, open_at, unlink_at
 
-__all__ = ["DEAD_LETTER", "DeadLetters"]
+__all__ = ["DEAD_LETTER", "DeadLetters", "message_bytes"]
 
 logger = logging.getLogger("segment_client")
 
 DEAD_LETTER = "dead-letter.jsonl"
 _TAKEN_PREFIX = "dead-letter.taken-"
+_MESSAGE_KEY = b',"message":'
 
 
 def _line(data: bytes, error: DeliveryError, now: dt.datetime) -> bytes:
@@ -50,7 +51,14 @@ def _line(data: bytes, error: DeliveryError, now: dt.datetime) -> bytes:
     }
     # The message's own bytes go in unchanged (they are one JSON object).
     text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
-    return text[:-1].encode() + b',"message":' + data + b"}\n"
+    return text[:-1].encode() + _MESSAGE_KEY + data + b"}\n"
+
+
+def message_bytes(entry: dict[str, Any]) -> bytes:
+    """The message of an entry as it was spooled (its bytes, not a re-encoding)."""
+    raw: bytes = entry["_raw"]
+    # The head's strings cannot hold the key unescaped: the first match is the key.
+    return raw[raw.index(_MESSAGE_KEY) + len(_MESSAGE_KEY) : raw.rindex(b"}")]
 
 
 class DeadLetters:
@@ -60,27 +68,42 @@ class DeadLetters:
         self._dir_fd = dir_fd
         self._trust = trust
 
+    def close(self) -> None:
+        """Close the directory's descriptor (for an instance that owns it)."""
+        with contextlib.suppress(OSError):
+            os.close(self._dir_fd)
+
     def append(self, data: bytes, error: DeliveryError) -> bool:
         """Add one message; False (logged) if it could not be written. Never raises."""
         try:
-            line = _line(data, error, dt.datetime.now(dt.timezone.utc))
-            for _ in range(3):  # reopen if the file was taken between our open and lock
-                fd = open_at(self._dir_fd, DEAD_LETTER, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                             self._trust)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    if self._current(fd):
-                        if os.write(fd, line) != len(line):
-                            raise OSError("short write to the dead-letter file")
-                        return True
-                finally:
-                    os.close(fd)
-            raise OSError("the dead-letter file keeps being replaced")
+            return self._append(_line(data, error, dt.datetime.now(dt.timezone.utc)))
         except (OSError, ValueError, TypeError) as exc:  # never into the consumer
             logger.error(
                 "segment_client: could not write a message to the dead-letter file: %s", exc
             )
             return False
+
+    def append_raw(self, text: str) -> bool:
+        """Write back a line that could not be parsed (as it was). Never raises."""
+        try:
+            return self._append(text.encode() + b"\n")
+        except OSError as exc:
+            logger.error("segment_client: could not write the dead-letter file: %s", exc)
+            return False
+
+    def _append(self, line: bytes) -> bool:
+        for _ in range(10):  # reopen if the file was taken between our open and lock
+            fd = open_at(self._dir_fd, DEAD_LETTER, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                         self._trust)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if self._current(fd):
+                    if os.write(fd, line) != len(line):
+                        raise OSError("short write to the dead-letter file")
+                    return True
+            finally:
+                os.close(fd)
+        raise OSError("the dead-letter file keeps being replaced")
 
     def _current(self, fd: int) -> bool:
         try:
@@ -91,7 +114,8 @@ class DeadLetters:
 
     def entries(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """`(file name, entry)` for every line of the file and of taken files left by an
-        interrupted resend; a damaged line gives `{"damaged": text}`."""
+        interrupted resend; a damaged line gives `{"damaged": text}`. An entry's "_raw"
+        holds its line's bytes (see `message_bytes`)."""
         for name in self._names():
             try:
                 fd = open_at(self._dir_fd, name, os.O_RDONLY, self._trust)
@@ -138,4 +162,5 @@ def _parse(raw: bytes) -> dict[str, Any]:
         entry = None
     if not isinstance(entry, dict) or not isinstance(entry.get("message"), dict):
         return {"damaged": raw.decode("utf-8", "replace").rstrip("\n")}
+    entry["_raw"] = raw.rstrip(b"\n")
     return entry
