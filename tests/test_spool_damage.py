@@ -111,3 +111,24 @@ def test_damage_at_the_end_of_a_rotated_segment_is_counted_from_the_next_one(
     taken, lost = _drain(tmp_path)
     assert lost == 5
     assert taken == [_message(i) for i in range(3_000) if not last - 4 <= i <= last]
+
+
+def test_a_damaged_file_header_costs_no_count_after_a_second_crash(tmp_path: Path) -> None:
+    spans = _dead_writer(tmp_path, 400, 16 * 1024)
+    names = sorted({name for name, _, _ in spans})
+    second = tmp_path / names[1]
+    data = bytearray(second.read_bytes())
+    data[:16] = b"garbage!garbage!"  # the number of its first record is gone
+    second.write_bytes(bytes(data))
+    in_first = sum(1 for name, _, _ in spans if name == names[0])
+    adopter = SpoolQueue(tmp_path)
+    assert adopter.losses() == []
+    taken: list[bytes] = []
+    while len(taken) < in_first:
+        batch = adopter.take(in_first - len(taken), 500_000)
+        taken.extend(batch)
+        adopter.ack(len(batch))
+    adopter._forget()  # dies too, its progress at the start of the damaged file
+    taken_after, lost = _drain(tmp_path)
+    assert lost == 0
+    assert taken + taken_after == [_message(i) for i in range(400)]

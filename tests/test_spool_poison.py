@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,9 +178,7 @@ def test_appends_from_many_threads_and_a_concurrent_take_lose_no_line(tmp_path: 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_dead_letters_of_several_processes_share_one_file(
-    make_client: Callable[..., Client], tmp_path: Path
-) -> None:
+def test_dead_letters_of_several_processes_share_one_file(tmp_path: Path) -> None:
     first, second = SpoolQueue(tmp_path), SpoolQueue(tmp_path)
     first.dead_letter(b'{"messageId":"a"}', APIError(400, "bad a"))
     second.dead_letter(b'{"messageId":"b"}', APIError(400, "bad b"))

@@ -193,7 +193,7 @@ def _read_segment(
             os.ftruncate(fd, max(data_end, end))
             size = max(data_end, end)
     found.recovered += got
-    segment = Segment(name, seq, end, start, got, fmt.first or 0)
+    segment = Segment(name, seq, end, start, got, fmt.first)
     segment.version = fmt.version
     segment.disk = size
     segment.fd = fd

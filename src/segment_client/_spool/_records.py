@@ -60,6 +60,7 @@ MAX_PAYLOAD = 1 << 20
 TAKE_CHUNK = 64 * 1024
 SCAN_CHUNK = 1024 * 1024
 _MASK = 0xFFFFFFFF
+_UNKNOWN = (1 << 64) - 1  # a cursor's index when the segment's numbering is not known
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,10 @@ def data_end(fd: int, size: int) -> int:
     return 0
 
 
-def pack_cursor(seq: int, offset: int, index: int) -> bytes:
-    """The ack file's content: delivery reached `offset` (record `index`) of segment `seq`."""
-    blob = struct.pack("<QQQ", seq, offset, index)
+def pack_cursor(seq: int, offset: int, index: int | None) -> bytes:
+    """The ack file's content: delivery reached `offset` (record `index`, None when not
+    known) of segment `seq`."""
+    blob = struct.pack("<QQQ", seq, offset, _UNKNOWN if index is None else index)
     return blob + _U32.pack(zlib.crc32(blob))
 
 
@@ -193,7 +195,7 @@ def unpack_cursor(raw: bytes) -> tuple[int, int, int | None] | None:
     if len(raw) >= CURSOR_SIZE:
         seq, offset, index, crc = _CURSOR.unpack_from(raw)
         if zlib.crc32(raw[:24]) == crc:
-            return seq, offset, index
+            return seq, offset, None if index == _UNKNOWN else index
     if len(raw) >= _V1_CURSOR.size:
         seq, offset, crc = _V1_CURSOR.unpack_from(raw)
         if zlib.crc32(raw[:16]) == crc:

@@ -31,11 +31,11 @@ class Segment:
     )
 
     def __init__(
-        self, name: str, seq: int, size: int, start: int, unread: int, first: int = 0
+        self, name: str, seq: int, size: int, start: int, unread: int, first: int | None = 0
     ) -> None:
         self.name = name  # the file name in the spool directory ("" for no file)
         self.seq = seq
-        self.first = first  # the writer-wide index of its first record
+        self.first = first  # the writer-wide index of its first record (None: unknown)
         self.room = 0  # the size it is rotated at (a live segment of ours)
         self.version = 2  # the record format
         self.size = size  # bytes that hold complete records (the logical end)

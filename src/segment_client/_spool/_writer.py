@@ -211,7 +211,7 @@ class WriterSide:
             f"could not write to the spool in {self._dir!r} ({exc}); the message was dropped",
         )
 
-    def _write_cursor(self, writer: Writer, seq: int, offset: int, index: int) -> None:
+    def _write_cursor(self, writer: Writer, seq: int, offset: int, index: int | None) -> None:
         # Overwrites the same bytes in place: acknowledging needs no new disk space.
         try:
             os.pwrite(writer.ack_fd, rec.pack_cursor(seq, offset, index), 0)
