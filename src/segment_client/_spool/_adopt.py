@@ -110,9 +110,11 @@ def _read_writer(dir_fd: int, writer: Writer, trust: Trust) -> Adopted:
                 os.close(other)
             release(dir_fd, writer, unlink=False)
             return Adopted(None, unknown_version=True)
-        if tail is not None and fmt.first is not None and fmt.first >= tail[1]:
+        if tail is not None and fmt.first is not None:
             # The end of the previous segment was damaged: its count is now exact.
-            found.lost += fmt.first - tail[1] - tail[0]
+            gap = (fmt.first - tail[1]) & 0xFFFFFFFF  # numbers wrap at 2**32
+            if tail[0] <= gap < 1 << 31:
+                found.lost += gap - tail[0]
         at = cursor if cursor is not None and cursor[0] == seq else None
         segment, tail = _read_segment(seg_fd, name, seq, fmt, at, found)
         if segment.unread:
@@ -186,7 +188,7 @@ def _read_segment(
         else:
             got += 1
             end = stop
-            expect = value + 1 if fmt.version >= 2 else None
+            expect = (value + 1) & 0xFFFFFFFF if fmt.version >= 2 else None
             tail_lost = 0
     if data_end < size:  # give the preallocated tail back (on the fd, not by path)
         with contextlib.suppress(OSError):

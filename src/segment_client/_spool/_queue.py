@@ -42,11 +42,11 @@ DEFAULT_SEGMENT_BYTES = 16 << 20
 DEFAULT_RESCAN_INTERVAL = 10.0
 
 _MAGIC = rec.MAGIC
-_HS = rec.HEADER_SIZE
+if rec.HEADER_SIZE != 14:  # pragma: no cover - put() spells it out
+    raise ImportError("SpoolQueue.put assumes 14-byte record headers")
 _PACK = rec.HEADER.pack
 _PACK_INTO = rec.HEADER.pack_into
 _crc32 = zlib.crc32
-_MASK = 0xFFFFFFFF
 
 _live: weakref.WeakSet[SpoolQueue] = weakref.WeakSet()
 
@@ -115,6 +115,7 @@ class SpoolQueue(WriterSide):
         self._closed = False
         self._depth = 0
         self._bytes = 0  # bytes of our files but the live segment's (put adds that)
+        self._room = max_bytes  # max_bytes - _bytes (-1 once closed): put's one check
         self._rejection = ("spool_full", "the spool is full; the message was dropped")
         self._taken: list[tuple[Writer, Segment, int, int]] = []
         self._writers: list[Writer] = []  # adopted ones (oldest first), then our own
@@ -125,8 +126,10 @@ class SpoolQueue(WriterSide):
         self._dir_dirty = False
         self._acks_dirty: set[int] = set()
         self._thread = SyncThread(sync_interval or DEFAULT_SPOOL_SYNC_INTERVAL, self._tick)
+        self._thread_started = False  # a plain flag: put reads it on every call
         self._last_scan = 0.0
         self._index = 0  # the writer-wide index of our next record
+        self._counted = 0  # _index when the live segment's unread count was last settled
         self._space_failed_at = 0.0  # when a new file last failed for lack of space
         self._space_error: OSError | None = None
         try:
@@ -156,30 +159,32 @@ class SpoolQueue(WriterSide):
     def put(self, data: bytes) -> int:
         # The caller's cost: a copy into the mapped segment (the page cache, no system
         # call) and a few counters; kept lean on purpose.
+        # (Literals instead of module constants: 14 is HEADER_SIZE, checked at import.)
         length = len(data)
-        crc = _crc32(data)
+        check = _crc32(data)
         with self._lock:
             segment = self._live_seg
             pos = segment.size
-            end = pos + _HS + length
-            if self._closed or self._bytes + end > self._max_bytes:
+            end = pos + 14 + length
+            if end > self._room:  # over max_bytes; -1 once closed
                 return self._refuse()
             index = self._index
+            check ^= index
             mm = segment.mm
             if mm is not None and end <= segment.limit:
                 # Header first, then the payload: a copy torn by a kill fails the check.
-                _PACK_INTO(mm, pos, _MAGIC, length, crc ^ index, index)
-                mm[pos + _HS : end] = data
+                _PACK_INTO(mm, pos, _MAGIC, length, check, index)
+                mm[pos + 14 : end] = data
                 segment.size = end
-            elif not self._put_slow(segment, _PACK(_MAGIC, length, crc ^ index, index) + data):
+            elif not self._put_slow(segment, _PACK(_MAGIC, length, check, index) + data):
                 return 0
             else:
                 segment = self._live_seg
-            self._index = (index + 1) & _MASK
-            segment.unread += 1
+            # (The live segment's unread count follows from _index: see _settle.)
+            self._index = (index + 1) & 0xFFFFFFFF
             self._depth = depth = self._depth + 1
-        if not self._thread.started:
-            self._thread.start()
+        if not self._thread_started:
+            self._start_thread()
         return depth
 
     def rejection(self) -> tuple[str, str]:
@@ -201,8 +206,8 @@ class SpoolQueue(WriterSide):
         with self._rlock:
             if self._closed:
                 return []
-            if not self._thread.started:
-                self._thread.start()
+            if not self._thread_started:
+                self._start_thread()
             if time.monotonic() - self._last_scan >= self._rescan_interval:
                 self._scan()
             # A pass returns nothing only when it found the rest of a writer unreadable
@@ -217,6 +222,7 @@ class SpoolQueue(WriterSide):
 
     def _take_pass(self, max_count: int, max_bytes: int) -> list[bytes]:
         with self._lock:
+            self._settle()
             writer = next((w for w in self._writers if self._unread(w)), None)
             if writer is None:
                 return []
@@ -226,7 +232,8 @@ class SpoolQueue(WriterSide):
             ends = [s.size for s in segments]
             unreads = [s.unread for s in segments]
         batch = read_batch(
-            segments, ends, unreads, idx, writer.read_off, max_count, max_bytes, self._read_fd
+            writer, segments, ends, unreads, idx, writer.read_off, max_count, max_bytes,
+            self._read_fd,
         )
         with self._lock:
             for segment, count in zip(segments, batch.got, strict=True):
@@ -234,7 +241,7 @@ class SpoolQueue(WriterSide):
                 writer.unread -= count
                 self._depth -= count
             writer.read_idx, writer.read_off = batch.idx, batch.off
-        self._taken = [(writer, segment, stop, index) for segment, stop, index in batch.stops]
+        self._taken = batch.stops
         if batch.lost:
             text = f"{batch.lost} spooled message(s) became unreadable in {self._dir!r}"
             self._report_loss(QueueLoss("spool_corrupt", DeliveryError(text), batch.lost, True))
@@ -295,7 +302,7 @@ class SpoolQueue(WriterSide):
                     close_fd(old)
                     unlink_at(self._dir_fd, old.name)
                     with self._lock:
-                        self._bytes -= old.disk
+                        self._hold(-old.disk)
                         self._space_error = None  # room came back: try a new file at once
             self._dir_dirty = True
         if not writer.own and not writer.segments:
@@ -355,7 +362,7 @@ class SpoolQueue(WriterSide):
             with self._lock:
                 self._writers.insert(len(self._writers) - 1, writer)
                 self._writers[:-1] = sorted(self._writers[:-1], key=lambda w: w.wid)
-                self._bytes += sum(s.disk for s in writer.segments)
+                self._hold(sum(s.disk for s in writer.segments))
                 self._depth += writer.unread
 
     # -- dead letters, losses, syncing, close -------------------------------------------
@@ -369,6 +376,10 @@ class SpoolQueue(WriterSide):
     def _report_loss(self, loss: QueueLoss) -> None:
         with self._loss_lock:
             self._losses.append(loss)
+
+    def _start_thread(self) -> None:
+        self._thread.start()
+        self._thread_started = self._thread.started
 
     def _tick(self) -> None:
         self._sync(None)
@@ -411,6 +422,7 @@ class SpoolQueue(WriterSide):
             # as they are and close with the process.
             with self._lock:
                 self._closed = True
+                self._room = -1
             self._thread.stop(0)
             return
         try:
@@ -418,6 +430,7 @@ class SpoolQueue(WriterSide):
                 if self._closed:
                     return
                 self._closed = True
+                self._room = -1
                 # Taken but unacknowledged messages stay on disk: count them as waiting.
                 self._depth += len(self._taken)
             self._thread.stop(_left(deadline))
@@ -429,6 +442,8 @@ class SpoolQueue(WriterSide):
 
     def _close_files(self, deadline: float | None) -> None:
         got_lock = self._sync_lock.acquire(timeout=_wait(deadline))
+        with self._lock:
+            self._settle()
         try:
             for writer in self._writers:
                 finished = writer.own and not self._unread(writer) and not self._taken
@@ -440,7 +455,7 @@ class SpoolQueue(WriterSide):
                         unlink_at(self._dir_fd, segment.name)
                     unlink_at(self._dir_fd, writer.ack_name)
                     live = self._live_seg
-                    self._bytes -= sum(s.disk for s in writer.segments if s is not live)
+                    self._hold(-sum(s.disk for s in writer.segments if s is not live))
                     self._live_seg.size = self._live_seg.start = 0
                     writer.segments = []
                 else:
@@ -467,6 +482,7 @@ class SpoolQueue(WriterSide):
     def _forget(self) -> None:
         """In a forked child: drop the parent's descriptors without touching its files."""
         self._closed = True
+        self._room = -1
         self._thread.forget()
         for writer in self._writers:
             for segment in writer.segments:

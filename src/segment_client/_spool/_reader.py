@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import _records as rec
-from ._segment import Segment
+from ._segment import Segment, Writer
 
 __all__ = ["Batch", "read_batch"]
 
@@ -23,8 +23,8 @@ class Batch:
     """What one pass read: the payloads, where each ends, and the new read position."""
 
     payloads: list[bytes] = field(default_factory=list)
-    # (segment, end offset, index of the next record) per payload
-    stops: list[tuple[Segment, int, int]] = field(default_factory=list)
+    # (writer, segment, end offset, index of the next record) per payload
+    stops: list[tuple[Writer, Segment, int, int]] = field(default_factory=list)
     got: list[int] = field(default_factory=list)  # records accounted per segment
     lost: int = 0  # records found unreadable
     idx: int = 0
@@ -32,6 +32,7 @@ class Batch:
 
 
 def read_batch(
+    writer: Writer,
     segments: list[Segment],
     ends: list[int],
     unreads: list[int],
@@ -41,7 +42,7 @@ def read_batch(
     max_bytes: int,
     read_fd: Callable[[Segment], int],
 ) -> Batch:
-    """Read from `segments` (the writer's, from index `idx`, offset `off`) up to the
+    """Read from `segments` (`writer`'s, from index `idx`, offset `off`) up to the
     limits. `ends`/`unreads` are snapshots of each segment's size and unread count.
 
     A segment read to its end accounts for all its unread records: those not seen were
@@ -63,7 +64,7 @@ def read_batch(
                         break
                     total += len(payload) + 1
                     out.append(payload)
-                    stops.append((segment, stop, index + 1))
+                    stops.append((writer, segment, stop, index + 1))
                     got[i] += 1
                 off = stop  # an unreadable stretch is skipped (counted below)
                 if len(out) >= max_count:

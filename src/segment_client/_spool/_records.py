@@ -60,6 +60,7 @@ MAX_PAYLOAD = 1 << 20
 TAKE_CHUNK = 64 * 1024
 SCAN_CHUNK = 1024 * 1024
 _MASK = 0xFFFFFFFF
+_HALF = 1 << 31
 _UNKNOWN = (1 << 64) - 1  # a cursor's index when the segment's numbering is not known
 
 
@@ -104,8 +105,13 @@ def records(
     seen in it; for a stretch at the end of the range it is always the record starts
     seen (the caller may know better). Format 1 records have no index (yields 0).
     Reads in chunks; deterministic for the same bytes."""
-    fmt = HEADER if version >= 2 else _V1_RECORD
-    hs = fmt.size
+    if version < 2:
+        expect = None
+    numbered = version >= 2
+    hs = HEADER_SIZE if numbered else _V1_RECORD.size
+    unpack = HEADER.unpack_from if numbered else _V1_RECORD.unpack_from
+    crc32 = zlib.crc32
+    index = 0
     buf = b""
     base = pos
     bad_start = -1
@@ -122,11 +128,10 @@ def records(
                     seen += 1
                 pos = end
                 break
-        if version >= 2:
-            magic, length, check, index = HEADER.unpack_from(buf, rel)
+        if numbered:
+            magic, length, check, index = unpack(buf, rel)
         else:
-            magic, length, check = _V1_RECORD.unpack_from(buf, rel)
-            index = 0
+            magic, length, check = unpack(buf, rel)
         stop = pos + hs + length
         ok = magic == MAGIC and 0 < length <= MAX_PAYLOAD and stop <= end
         if ok and base + len(buf) < stop:
@@ -135,15 +140,18 @@ def records(
             ok = len(buf) >= stop - pos
         if ok:
             payload = buf[rel + hs : rel + hs + length]
-            ok = zlib.crc32(payload) ^ index == check
+            ok = crc32(payload) ^ index == check
             if ok:
-                if version >= 2 and expect is not None and index > expect:
-                    seen = index - expect  # the gap is exact, whatever the damage hid
+                if numbered:
+                    if expect is not None and index != expect:
+                        gap = (index - expect) & _MASK  # numbers wrap at 2**32
+                        if gap < _HALF:
+                            seen = gap  # the gap is exact, whatever the damage hid
+                    expect = (index + 1) & _MASK
                 if bad_start >= 0 or seen:
                     yield (pos if bad_start < 0 else bad_start), pos, None, seen
                     bad_start, seen = -1, 0
                 yield pos, stop, payload, index
-                expect = index + 1 if version >= 2 else None
                 pos = stop
                 continue
         # Unreadable at pos: skip to the next record start.

@@ -49,7 +49,9 @@ class WriterSide:
     _free_space: FreeSpace
     _closed: bool
     _bytes: int
+    _room: int
     _index: int
+    _counted: int
     _live_seg: Segment
     _own: Writer
     _writers: list[Writer]
@@ -63,6 +65,19 @@ class WriterSide:
 
     #: Seconds between attempts to create a spool file after the disk was full.
     space_retry_interval = 1.0
+
+    def _settle(self) -> None:
+        # Under _lock. put does not count per segment (one counter less on the caller's
+        # path): the records it wrote since the last settle belong to the live segment.
+        written = (self._index - self._counted) & 0xFFFFFFFF
+        if written:
+            self._live_seg.unread += written
+            self._counted = self._index
+
+    def _hold(self, delta: int) -> None:
+        # Under _lock: our files other than the live segment grew or shrank by `delta`.
+        self._bytes += delta
+        self._room = -1 if self._closed else self._max_bytes - self._bytes
 
     def disk_bytes(self) -> int:
         """Bytes of spool files this queue holds (what `max_bytes` limits)."""
@@ -182,6 +197,7 @@ class WriterSide:
 
     def _rotate(self, need: int = 0) -> Segment:
         # Under _lock. The old segment stays open for reading until it is acknowledged.
+        self._settle()  # the records so far are the old segment's
         old = self._live_seg
         segment = self._new_segment(self._own, max(0, old.seq + 1), need)
         if old.fd is not None:
@@ -189,7 +205,7 @@ class WriterSide:
                 # If the cut fails its zero tail stays: readers take it for the end.
                 unmap(old)
             old.disk = max(old.disk, old.size)
-            self._bytes += old.disk
+            self._hold(old.disk)
             self._dirty.append(old)
         else:  # there was no file (a full disk at the start): begin the cursor here
             self._own.read_idx = len(self._own.segments) - 1
