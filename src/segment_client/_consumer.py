@@ -105,6 +105,9 @@ class Consumer:
         )
         self._init_state()
         _live.add(self)
+        # What the queue found unreadable while opening (a spool's earlier files) is
+        # reported now, before any thread runs.
+        self._drain_losses()
         if not sync_mode and self.queue.depth():
             # A spool holds messages left by an earlier process: send them now.
             self._start()
