@@ -141,7 +141,8 @@ class _Writer:
         return f"{prefix}{self.serial}"
 
     def out(self, indent: int, text: str) -> None:
-        self.lines.append("    " * indent + text)
+        for line in text.split("\n"):
+            self.lines.append("    " * indent + line)
 
     def interpreter(self, schema: Any, at: str) -> str:
         """A constant naming the interpreter's check for `schema`."""
@@ -150,29 +151,37 @@ class _Writer:
             check = self.delegate(at, check)
         return self.const(check)
 
-    def hand_over(self, schema: Any, var: str, at: str, indent: int, reason: str) -> None:
+    def hand_over(
+        self, schema: Any, var: str, at: str, indent: int, missing: str, reason: str
+    ) -> None:
         self.fallbacks.append(f"{at or '(message)'}: {reason}")
-        self.out(indent, f"if {self.interpreter(schema, at)}({var}):")
+        call = f"{self.interpreter(schema, at)}({var})"
+        self.out(indent, f"if {_guard(var, missing, call)}:")
         self.out(indent + 1, "return False")
 
-    def emit(self, schema: Any, var: str, at: str, indent: int, depth: int) -> None:
-        """Statements that return False unless `var` certainly satisfies `schema`."""
+    def emit(
+        self, schema: Any, var: str, at: str, indent: int, depth: int, missing: str = ""
+    ) -> None:
+        """Statements that return False unless `var` certainly satisfies `schema`.
+
+        `missing`: "" (var holds a value), "optional" or "required" (var is `_M` when
+        the property is absent): folded into the rare branch, so that a present, valid
+        property costs one lookup and one class test.
+        """
         if schema is True or id(schema) not in self.nodes:
             return  # accepts anything (the interpreter compiled nothing for it)
         if schema is False:
-            self.out(indent, "return False")
+            self.out(indent, "return False" if missing != "optional" else
+                     f"if {var} is not _M:\n    return False")
             return
         if depth > MAX_DEPTH:
-            self.hand_over(schema, var, at, indent, f"nested deeper than {MAX_DEPTH}")
+            self.hand_over(schema, var, at, indent, missing, f"nested deeper than {MAX_DEPTH}")
             return
         raw = schema.get("type")
         types = None if raw is None else frozenset([raw] if isinstance(raw, str) else raw)
         enum: _EnumKeys | None = None
         if "enum" in schema or "const" in schema:
             enum = _EnumKeys.of(schema["enum"] if "enum" in schema else [schema["const"]])
-            if enum is None:
-                self.hand_over(schema, var, at, indent, "enum values the generator cannot key")
-                return
 
         def allows(kind: str) -> bool:
             return types is None or kind in types
@@ -208,10 +217,12 @@ class _Writer:
                     0, f"if {var} not in {w.const(enum.booleans)}:\n    return False"))))
         if allows("null") and (enum is None or enum.null):
             plan.append(("None", []))
-        self.branches(schema, var, at, indent, [(c, b) for c, b in plan if b is not None])
+        self.branches(
+            schema, var, at, indent, missing, [(c, b) for c, b in plan if b is not None]
+        )
 
     def branches(
-        self, schema: Any, var: str, at: str, indent: int,
+        self, schema: Any, var: str, at: str, indent: int, missing: str,
         plan: list[tuple[str, list[tuple[int, str]]]],
     ) -> None:
         checked = [(cls, lines) for cls, lines in plan if lines]
@@ -234,11 +245,10 @@ class _Writer:
         for classes, lines in groups:
             self.out(indent, f"{keyword} {' or '.join(test(cls, False) for cls in classes)}:")
             for _, line in lines:
-                for part in line.split("\n"):
-                    self.out(indent + 1, part)
+                self.out(indent + 1, line)
             keyword = "elif"
         rest = [test(cls, True) for cls in valid]
-        call = f"{self.interpreter(schema, at)}({var})"
+        call = _guard(var, missing, f"{self.interpreter(schema, at)}({var})")
         self.out(indent, f"{keyword} {' and '.join([*rest, call])}:")
         self.out(indent + 1, "return False")
 
@@ -278,12 +288,8 @@ class _Writer:
             child = self.fresh("v")
             self.out(0, f"{child} = {var}.get({self.name(key)}, _M)")
             path = f"{at}.{key}" if at else key
-            if key in required:
-                self.fail_if(f"{child} is _M")
-                self.emit(sub, child, path, 0, depth + 1)
-            else:
-                self.out(0, f"if {child} is not _M:")
-                self.emit(sub, child, path, 1, depth + 1)
+            self.emit(sub, child, path, 0, depth + 1,
+                      "required" if key in required else "optional")
         extra = schema.get("additionalProperties", True)
         known = frozenset(props)
         if extra is False:
@@ -318,6 +324,15 @@ class _Writer:
         return _literal(value) or self.const(value)
 
 
+def _guard(var: str, missing: str, call: str) -> str:
+    """`call` (an interpreter check of `var`) guarded for an absent property."""
+    if missing == "optional":
+        return f"{var} is not _M and {call}"
+    if missing == "required":
+        return f"({var} is _M or {call})"
+    return call
+
+
 @dataclass(frozen=True)
 class _EnumKeys:
     """The allowed values of an enum/const the generated code checks inline, keyed as
@@ -328,11 +343,8 @@ class _EnumKeys:
     null: bool
 
     @staticmethod
-    def of(allowed: list[Any]) -> _EnumKeys | None:
-        try:
-            keys = {_enum_key(value) for value in allowed}
-        except (TypeError, ValueError):
-            return None
+    def of(allowed: list[Any]) -> _EnumKeys:
+        keys = {_enum_key(value) for value in allowed}  # the interpreter keyed them already
         return _EnumKeys(
             frozenset(v for kind, v in keys if kind == "string" and type(v) is str),
             frozenset(v for kind, v in keys if kind == "boolean" and type(v) is bool),
