@@ -26,6 +26,7 @@ from segment_client._plan import Rule, TrackingPlan, TrackingPlanViolation, Viol
 from segment_client._plan._codegen import MAX_DEPTH, Generated, generate
 from segment_client._plan._schema import Check, _Compiler
 from segment_client.testing import RecordingTransport
+from tests.test_plan import SCHEMA_CASES
 
 ROOT = Path(__file__).parent
 PLAN_FILES = [*sorted((ROOT / "plans").glob("*.json")), ROOT.parent / "bench" / "plan.json"]
@@ -445,7 +446,7 @@ def test_hostile_names_and_patterns_stay_data() -> None:
     check, gen = compiled(schema)
     tree = ast.parse(gen.source)
     allowed = re.compile(
-        r"^(v\d+|k\d+|_k\d+|_M|_len|_str|_int|_float|_bool|_dict|_list|_datetime|_factory|"
+        r"^(v\d+|k\d+|_k\d+|_M|_len|_str|_int|_float|_bool|_dict|_list|_datetime|_KeyError|_factory|"
         r"valid)$"
     )
     strings = set()
@@ -475,3 +476,9 @@ def test_message_data_is_never_run() -> None:
     assert gen.valid(evil) is False
     assert gen.valid({"p": "ok", "exec('1')": "x"}) is True
 
+
+
+def test_the_schema_subset_table_agrees() -> None:
+    for schema, value, _ in SCHEMA_CASES:
+        check, gen = compiled(_props(v=schema))
+        assert_agree(check, gen, {"v": value})

@@ -49,7 +49,7 @@ _NUMBER_BOUNDS = (
 # Names the generated code may use besides its own v/c/k/_k identifiers.
 _FIXED: dict[str, Any] = {
     "_M": _MISSING, "_len": len, "_str": str, "_int": int, "_float": float, "_bool": bool,
-    "_dict": dict, "_list": list, "_datetime": dt.datetime,
+    "_dict": dict, "_list": list, "_datetime": dt.datetime, "_KeyError": KeyError,
 }
 
 
@@ -91,7 +91,10 @@ def generate(
     source = "\n".join([
         f"def _factory({', '.join(names)}):",
         "    def valid(v0):",
-        *("    " + line for line in writer.lines),
+        "        try:",
+        *("        " + line for line in writer.lines),
+        "        except _KeyError:",  # a required property is missing
+        "            return False",
         "        return True",
         "    return valid",
         "",
@@ -164,14 +167,14 @@ class _Writer:
     ) -> None:
         """Statements that return False unless `var` certainly satisfies `schema`.
 
-        `missing`: "" (var holds a value), "optional" or "required" (var is `_M` when
-        the property is absent): folded into the rare branch, so that a present, valid
-        property costs one lookup and one class test.
+        `missing`: "" (var holds a value) or "optional" (var is `_M` when the property
+        is absent): folded into the rare branch, so that a present, valid property costs
+        one lookup and one class test.
         """
         if schema is True or id(schema) not in self.nodes:
             return  # accepts anything (the interpreter compiled nothing for it)
         if schema is False:
-            self.out(indent, "return False" if missing != "optional" else
+            self.out(indent, "return False" if not missing else
                      f"if {var} is not _M:\n    return False")
             return
         if depth > MAX_DEPTH:
@@ -286,10 +289,15 @@ class _Writer:
             if id(sub) not in self.nodes:
                 continue
             child = self.fresh("v")
-            self.out(0, f"{child} = {var}.get({self.name(key)}, _M)")
             path = f"{at}.{key}" if at else key
-            self.emit(sub, child, path, 0, depth + 1,
-                      "required" if key in required else "optional")
+            if key in required:
+                # A subscript is cheaper than get(); a missing one raises KeyError, which
+                # the function answers with False.
+                self.out(0, f"{child} = {var}[{self.name(key)}]")
+                self.emit(sub, child, path, 0, depth + 1)
+            else:
+                self.out(0, f"{child} = {var}.get({self.name(key)}, _M)")
+                self.emit(sub, child, path, 0, depth + 1, "optional")
         extra = schema.get("additionalProperties", True)
         known = frozenset(props)
         if extra is False:
@@ -326,11 +334,7 @@ class _Writer:
 
 def _guard(var: str, missing: str, call: str) -> str:
     """`call` (an interpreter check of `var`) guarded for an absent property."""
-    if missing == "optional":
-        return f"{var} is not _M and {call}"
-    if missing == "required":
-        return f"({var} is _M or {call})"
-    return call
+    return f"{var} is not _M and {call}" if missing else call
 
 
 @dataclass(frozen=True)

@@ -440,7 +440,10 @@ class _Compiler:
 def _enum_key(value: Any) -> Any:
     kind, value = _kind(value)
     if kind in ("integer", "number"):
-        return ("number", float(value))
+        try:
+            return ("number", float(value))
+        except OverflowError:  # an int past float range: equal to no float, only itself
+            return ("number", value)
     if kind in ("object", "array"):
         return (kind, json.dumps(value, sort_keys=True, default=str))
     if kind == "string" and not isinstance(value, str):
