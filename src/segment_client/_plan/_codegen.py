@@ -15,10 +15,17 @@ interpreter's check of that sub-schema, from inside the generated code:
 - sub-schemas nested deeper than `MAX_DEPTH` (the generated function stays small and
   within Python's nesting limits).
 
+The code is the common path made cheap: a present, valid property costs a lookup and a
+class test (a required one is a subscript; a missing one raises KeyError, answered with
+False), bounds and lengths are comparisons, patterns and formats call the compiled
+regex, enums test set membership, and `additionalProperties: false` is one
+`issuperset`.
+
 Plan text never becomes code: property names appear as `repr()` of exact `str` objects
-(a string literal by definition), integer bounds as `repr()` of exact ints, and every
-other constant (patterns, sets, bounds, interpreter checks) is an argument of the
-generated factory. The generated functions are pure: safe from any thread.
+(a string literal by definition), integer bounds as `repr()` of exact small ints, and
+every other constant (patterns, sets, bounds, interpreter checks) is an argument of the
+generated factory; no plan text goes into comments. The generated namespace has no
+builtins. The generated functions are pure: safe from any thread.
 """
 
 from __future__ import annotations
@@ -115,8 +122,9 @@ def _code(source: str) -> Any:
 
 
 def _literal(value: Any) -> str | None:
-    """Python source for `value` when it is certainly a literal (exact str or int)."""
-    if type(value) is str or type(value) is int:
+    """Python source for `value` when it is certainly a short literal (an exact str, or
+    an exact int of at most 18 digits); None: pass it as a constant."""
+    if type(value) is str or (type(value) is int and -10**18 < value < 10**18):
         return repr(value)
     return None
 
@@ -190,16 +198,16 @@ class _Writer:
             return types is None or kind in types
 
         # Per exact class: None = the interpreter decides, [] = valid, else the checks.
-        plan: list[tuple[str, list[tuple[int, str]] | None]] = []
+        plan: list[tuple[str, list[str] | None]] = []
         sub = _Writer(self.nodes, self.delegate)
         sub.consts, sub.const_names, sub.fallbacks = self.consts, self.const_names, self.fallbacks
 
-        def body(fill: Callable[[_Writer], None]) -> list[tuple[int, str]]:
+        def body(fill: Callable[[_Writer], None]) -> list[str]:
             sub.lines = []
             sub.serial = self.serial
             fill(sub)
             self.serial = sub.serial
-            return [(0, line) for line in sub.lines]
+            return sub.lines
 
         if allows("string"):
             plan.append(("_str", body(lambda w: w.string(schema, var, enum))))
@@ -226,7 +234,7 @@ class _Writer:
 
     def branches(
         self, schema: Any, var: str, at: str, indent: int, missing: str,
-        plan: list[tuple[str, list[tuple[int, str]]]],
+        plan: list[tuple[str, list[str]]],
     ) -> None:
         checked = [(cls, lines) for cls, lines in plan if lines]
         valid = [cls for cls, lines in plan if not lines]
@@ -239,7 +247,7 @@ class _Writer:
             return f"{cls_of} is {'not ' if negate else ''}{cls}"
 
         keyword = "if"
-        groups: list[tuple[list[str], list[tuple[int, str]]]] = []
+        groups: list[tuple[list[str], list[str]]] = []
         for cls, lines in checked:  # one branch for classes with the same checks (int, float)
             if groups and groups[-1][1] is lines:
                 groups[-1][0].append(cls)
@@ -247,8 +255,8 @@ class _Writer:
                 groups.append(([cls], lines))
         for classes, lines in groups:
             self.out(indent, f"{keyword} {' or '.join(test(cls, False) for cls in classes)}:")
-            for _, line in lines:
-                self.out(indent + 1, line)
+            pad = "    " * (indent + 1)
+            self.lines.extend(pad + line for line in lines)
             keyword = "elif"
         rest = [test(cls, True) for cls in valid]
         call = _guard(var, missing, f"{self.interpreter(schema, at)}({var})")
