@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from segment_client import Client, redact_pii, static_context
+from segment_client import Client, load_plan, redact_pii, static_context
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from worker import PLAN, make_properties
@@ -48,20 +48,13 @@ def _plain() -> Client:
 
 def _planned(interpreted: bool = False) -> Callable[[], Client]:
     def make() -> Client:
-        client = Client("k", send=False, tracking_plan=PLAN, on_violation="raise")
-        if interpreted:
-            _force_interpreter(client)
-        return client
+        plan = load_plan(PLAN)
+        if interpreted:  # every rule without its generated validator
+            for rule in plan.rules:
+                rule.valid = None
+        return Client("k", send=False, tracking_plan=plan, on_violation="raise")
 
     return make
-
-
-def _force_interpreter(client: Client) -> None:
-    """Make every rule of the client's plan skip its generated validator."""
-    enforcer = client._plan
-    assert enforcer is not None
-    for rule in enforcer.plan.rules:
-        rule.valid = None
 
 
 def _middleware(consumer_side: bool) -> Callable[[], Client]:

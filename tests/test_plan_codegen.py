@@ -93,6 +93,8 @@ def assert_agree(check: Check | None, gen: Generated, value: Any) -> None:
 PATTERNS = {
     "^ord-[0-9]+$": "ord-12", "^[0-9]{5}$": "10115", "^[A-Z]{3}-[0-9]+$": "ABC-1",
     "^[a-z]+$": "abc", "a'b\"c": "xa'b\"cx", "^\\d+$": "42", "\\\\": "\\",
+    # Where search and match differ: alternation, inline flags, a lookbehind.
+    "^a|b": "xb", "^(?:a|b)c$": "bc", "(?m)^b": "a\nb", "^(?<=)x": "x", "^$": "",
 }
 
 
