@@ -214,8 +214,11 @@ class _Writer:
             plan.append(("_datetime", None if enum is not None else []))
         if (allows("integer") or allows("number")) and enum is None:
             numbers = body(lambda w: w.number(schema, var))
-            plan.append(("_int", numbers))
-            plan.append(("_float", numbers if allows("number") else None))
+            floats = numbers if allows("number") else None
+            if types is not None and "number" in types:  # floats first: the usual value
+                plan += [("_float", floats), ("_int", numbers)]
+            else:
+                plan += [("_int", numbers), ("_float", floats)]
         if allows("object") and enum is None:
             plan.append(("_dict", body(lambda w: w.object(schema, var, at, depth))))
         if allows("array") and enum is None:
