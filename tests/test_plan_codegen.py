@@ -367,10 +367,12 @@ def test_plain_valid_values_never_reach_the_interpreter() -> None:
     assert calls == []
 
 
-def deep(levels: int, leaf: Any) -> Any:
+def deep(levels: int, leaf: Any, required: bool = True) -> Any:
     schema = leaf
     for _ in range(levels):
-        schema = {"type": "object", "properties": {"n": schema}, "required": ["n"]}
+        schema = {"type": "object", "properties": {"n": schema}}
+        if required:
+            schema["required"] = ["n"]
     return schema
 
 
@@ -399,6 +401,16 @@ def test_schemas_nested_past_the_limit_go_to_the_interpreter() -> None:
     assert plan.check({"type": "track", "event": "E", "properties": bad}) == [
         f"track 'E': {path}: -5 breaks minimum 0"
     ]
+
+
+def test_optional_properties_past_the_limit_go_to_the_interpreter() -> None:
+    levels = MAX_DEPTH + 3
+    check, gen, calls = spied(deep(levels, {"type": "string"}, required=False))
+    for value in (nested(levels, "x"), nested(levels, 1), nested(MAX_DEPTH, {}),
+                  nested(MAX_DEPTH + 1, {}), nested(MAX_DEPTH + 1, {"n": None}), {}):
+        assert_agree(check, gen, value)
+    assert gen.valid(nested(levels, 1)) is False
+    assert calls and set(calls) == {".".join(["n"] * (MAX_DEPTH + 1))}
 
 
 def test_a_rule_built_with_its_own_check_keeps_it() -> None:
