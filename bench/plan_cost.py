@@ -14,14 +14,18 @@ The rich event is the benchmark's (`bench/worker.py` sends it, checked against
 `bench/plan.json`: every property typed, nested objects and arrays); the two-property
 event is `Product Viewed` in the same plan. "interpreter" variants force the closure
 interpreter instead of the generated validators, to compare the two in one run.
-`--profile rich|simple` prints a cProfile of the validated variant instead.
+`--profile rich|simple` prints a cProfile of the validated variant instead; `--floor`
+times the rich event's validator alone against a hand-written one (a lower bound for
+Python code) and the interpreter.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import datetime as dt
 import pstats
+import re
 import statistics
 import sys
 import time
@@ -129,6 +133,83 @@ def profile(which: str, number: int) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
+_ORDER_ID = re.compile(r"^ord-[0-9]+$").match
+_ZIP = re.compile(r"^[0-9]{5}$").match
+_CURRENCIES = frozenset({"USD", "EUR", "GBP"})
+_METHODS = frozenset({"standard", "express"})
+
+
+def _hand_written(message: dict[str, Any]) -> bool:
+    """The rich event's rule written by hand for the valid case only (no fallbacks, every
+    property assumed present): a lower bound for a validator in Python."""
+    p = message["properties"]
+    if p.__class__ is not dict:
+        return False
+    v = p["order_id"]
+    if v.__class__ is not str or _ORDER_ID(v) is None:
+        return False
+    v = p["revenue"]
+    if (v.__class__ is not float and v.__class__ is not int) or v < 0:
+        return False
+    if p["currency"] not in _CURRENCIES:
+        return False
+    v = p.get("quantity")
+    if v.__class__ is not int or v < 1:
+        return False
+    v = p.get("coupon")
+    if (v.__class__ is not str and v is not None) or p.get("is_gift").__class__ is not bool:
+        return False
+    if p.get("paid_at").__class__ is not dt.datetime:
+        return False
+    v = p.get("tags")
+    if v.__class__ is not list or len(v) > 20:
+        return False
+    for tag in v:
+        if tag.__class__ is not str:
+            return False
+    for item in p.get("items"):
+        if item.__class__ is not dict or item["sku"].__class__ is not str:
+            return False
+        if item.get("name").__class__ is not str:
+            return False
+        v = item.get("price")
+        if (v.__class__ is not float and v.__class__ is not int) or v < 0:
+            return False
+        v = item.get("quantity")
+        if v.__class__ is not int or v < 1:
+            return False
+    shipping = p.get("shipping")
+    if shipping.__class__ is not dict or shipping.get("method") not in _METHODS:
+        return False
+    address = shipping.get("address")
+    if address.__class__ is not dict or address.get("city").__class__ is not str:
+        return False
+    v = address.get("zip")
+    return v.__class__ is str and _ZIP(v) is not None
+
+
+def floor(rounds: int, number: int) -> None:
+    """The rich event's validator alone: generated, hand-written, interpreter."""
+    rule = load_plan(PLAN).track_rules[RICH_EVENT]
+    message = {"type": "track", "event": RICH_EVENT, "properties": RICH}
+    assert rule.valid is not None and rule.check is not None
+    assert rule.valid(message) and _hand_written(message) and not rule.check(message)
+    chosen: list[tuple[str, Callable[[Any], Any]]] = [
+        ("generated validator", rule.valid),
+        ("hand-written (lower bound)", _hand_written),
+        ("interpreter", rule.check),
+    ]
+    runs: dict[str, list[float]] = {name: [] for name, _ in chosen}
+    for _ in range(rounds):
+        for name, function in chosen:
+            took = timeit.timeit(lambda f=function: f(message), number=number,
+                                 timer=time.process_time)
+            runs[name].append(took / number * 1e6)
+    print(f"rich event validator alone, median of {rounds} rounds x {number} calls")
+    for name, run in runs.items():
+        print(f"{name:42s} {statistics.median(run):7.2f} us/call")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9, help="rounds (default 9)")
@@ -138,7 +219,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="also measure the closure interpreter (forced fallback)")
     parser.add_argument("--profile", choices=("rich", "simple"),
                         help="print a cProfile of the validated variant instead")
+    parser.add_argument("--floor", action="store_true",
+                        help="time the rich event's validator alone: generated, "
+                             "hand-written (a lower bound) and the interpreter")
     args = parser.parse_args(argv)
+    if args.floor:
+        floor(args.rounds, args.number)
+        return
     if args.profile:
         profile(args.profile, args.number)
         return
