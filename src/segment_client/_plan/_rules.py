@@ -18,7 +18,8 @@ __all__ = ["Rule", "TrackingPlan"]
 @dataclass
 class Rule:
     """One compiled rule. `schema` is the whole-message JSON Schema; `payload` is the
-    schema of its `properties` (track) or `traits` (identify, group)."""
+    schema of its `properties` (track) or `traits` (identify, group). `check` (the
+    interpreter) lists violations; `valid` (generated code) is the fast yes."""
 
     kind: str  # "track", "identify" or "group"
     key: str | None  # the event name for track rules

@@ -1,6 +1,7 @@
-"""The JSON Schema subset compiler: one rule's schema -> a checker built from nested
-closures, compiled once at load time; checking a message walks only what the schema
-mentions. Checkers are pure functions, safe to call from any thread.
+"""The JSON Schema subset compiler (the interpreter): one rule's schema -> a checker
+built from nested closures, compiled once at load time, that lists every violation.
+It is the reference the generated validators (`_codegen`) agree with, and what explains
+a message they do not accept. Checkers are pure functions, safe from any thread.
 
 Supported subset (draft-07 semantics): `type` (a name or a list of names), `required`,
 `properties`, `additionalProperties` (boolean or schema), `enum`, `const`, `pattern`,
