@@ -445,6 +445,7 @@ def test_the_client_reports_the_interpreter_violations() -> None:
 HOSTILE = [
     "'); import os; os.system('echo pwned') #", '"""', "'''", "\\", "\n    return True\n",
     "a\nb", "\u2028", "{__import__('os')}", "__class__", "v0", "_M", "_k0", "\x00", "é",
+    "\ud800",
 ]
 
 
