@@ -14,9 +14,10 @@ The rich event is the benchmark's (`bench/worker.py` sends it, checked against
 `bench/plan.json`: every property typed, nested objects and arrays); the two-property
 event is `Product Viewed` in the same plan. "interpreter" variants force the closure
 interpreter instead of the generated validators, to compare the two in one run.
-`--profile rich|simple` prints a cProfile of the validated variant instead; `--floor`
-times the rich event's validator alone against a hand-written one (a lower bound for
-Python code) and the interpreter.
+`--profile rich|simple` prints a cProfile of the validated variant instead. `--floor`
+adds the rich event with a hand-written validator of its valid case (a lower bound for
+Python code) and with a validator that accepts everything (what the enforcement around
+the check costs), and times each validator alone.
 """
 
 from __future__ import annotations
@@ -50,12 +51,18 @@ def _plain() -> Client:
     return Client("k", send=False)
 
 
-def _planned(interpreted: bool = False) -> Callable[[], Client]:
+def _planned(
+    interpreted: bool = False, rich: Callable[[Any], bool] | None = None
+) -> Callable[[], Client]:
+    """A client validating against bench/plan.json; `interpreted`: every rule without its
+    generated validator; `rich`: another validator for the rich event's rule."""
     def make() -> Client:
         plan = load_plan(PLAN)
-        if interpreted:  # every rule without its generated validator
+        if interpreted:
             for rule in plan.rules:
                 rule.valid = None
+        if rich is not None:
+            plan.track_rules[RICH_EVENT].valid = rich
         return Client("k", send=False, tracking_plan=plan, on_violation="raise")
 
     return make
@@ -77,7 +84,11 @@ def _middleware(consumer_side: bool) -> Callable[[], Client]:
 Variant = tuple[str, Callable[[], Client], str, dict[str, Any]]
 
 
-def variants(interpreter: bool) -> list[Variant]:
+def _always_valid(message: Any) -> bool:
+    return True
+
+
+def variants(interpreter: bool, floor: bool) -> list[Variant]:
     out: list[Variant] = [
         ("simple event, no plan", _plain, SIMPLE_EVENT, SIMPLE),
         ("simple event, validated", _planned(), SIMPLE_EVENT, SIMPLE),
@@ -88,6 +99,13 @@ def variants(interpreter: bool) -> list[Variant]:
         out += [
             ("simple event, validated (interpreter)", _planned(True), SIMPLE_EVENT, SIMPLE),
             ("rich event, validated (interpreter)", _planned(True), RICH_EVENT, RICH),
+        ]
+    if floor:
+        out += [
+            ("rich event, validated (hand-written)", _planned(rich=_hand_written), RICH_EVENT,
+             RICH),
+            ("rich event, validated (always valid)", _planned(rich=_always_valid), RICH_EVENT,
+             RICH),
         ]
     out += [
         ("rich event, caller-side middleware x2", _middleware(False), RICH_EVENT, RICH),
@@ -220,16 +238,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", choices=("rich", "simple"),
                         help="print a cProfile of the validated variant instead")
     parser.add_argument("--floor", action="store_true",
-                        help="time the rich event's validator alone: generated, "
-                             "hand-written (a lower bound) and the interpreter")
+                        help="also time the rich event with a hand-written validator (a "
+                             "lower bound for Python code) and with one that accepts "
+                             "everything (the enforcement alone), and each validator alone")
     args = parser.parse_args(argv)
-    if args.floor:
-        floor(args.rounds, args.number)
-        return
     if args.profile:
         profile(args.profile, args.number)
         return
-    chosen = variants(args.interpreter)
+    if args.floor:
+        floor(args.rounds, args.number)
+    chosen = variants(args.interpreter, args.floor)
     runs = measure(chosen, args.rounds, args.number)
     by_name = {name: run for (name, _, _, _), run in zip(chosen, runs, strict=True)}
     print(f"median of {args.rounds} rounds x {args.number} calls, CPU us/call")
@@ -237,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:42s} {statistics.median(run):7.2f} us/call")
     for size in ("simple", "rich"):
         base = by_name[f"{size} event, no plan"]
-        for suffix in ("", " (interpreter)"):
+        for suffix in ("", " (interpreter)", " (hand-written)", " (always valid)"):
             planned = by_name.get(f"{size} event, validated{suffix}")
             if planned is None:
                 continue

@@ -27,5 +27,6 @@ def test_plan_cost_runs(tmp_path: Path, extra: list[str]) -> None:
         assert "rich event: validation (interpreter) adds" in proc.stdout
     elif extra == ["--floor"]:
         assert "hand-written (lower bound)" in proc.stdout
+        assert "rich event: validation (always valid) adds" in proc.stdout
     else:
         assert "<tracking plan validator>" in proc.stdout
