@@ -47,7 +47,9 @@ Validator = Callable[[dict[str, Any]], list[str]]
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_REQUEST_BYTES = 500 * 1024
 _SINGLE_ROUTES = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
-INGEST_PATHS = ("/v1/batch", "/v1/import", *_SINGLE_ROUTES)
+# analytics.js posts to one-letter routes (`/v1/t` for a track, ...; `/v1/b` a batch).
+_SINGLE_ROUTES.update({f"/v1/{kind[0]}": kind for kind in MESSAGE_TYPES})
+INGEST_PATHS = ("/v1/batch", "/v1/import", "/v1/b", *_SINGLE_ROUTES)
 # The violations of a message without any (shared, never modified).
 _NONE: list[str] = []
 _SUCCESS = json.dumps({"success": True}).encode()

@@ -55,6 +55,10 @@ class Lint:
         }
 
 
+def _plural(events: list[EventSummary], word: str) -> str:
+    return f"{word}{'s' if len(events) != 1 else ''} {_ids(events)}"
+
+
 def _ids(events: list[EventSummary]) -> str:
     shown = ", ".join(str(event.id) for event in events[:10])
     return shown + (f" and {len(events) - 10} more" if len(events) > 10 else "")
@@ -102,7 +106,7 @@ def _unknown_server_ids(pid: str, timeline: list[EventSummary]) -> list[Lint]:
     values = sorted({str(e.anonymous_id) for e in strays})
     return [Lint(
         "server_anonymous_id_unknown",
-        f"server events {_ids(strays)} of profile {pid} carry anonymousId "
+        f"{_plural(strays, 'server event')} of profile {pid} sent anonymousId "
         f"{', '.join(map(repr, values))}, which the browser never used "
         f"(it used {', '.join(map(repr, sorted(browser)))})",
         "Send the browser's ajs_anonymous_id cookie as the server call's anonymousId "
@@ -137,11 +141,12 @@ def _mismatch_in_session(pid: str, timeline: list[EventSummary]) -> list[Lint]:
         if not browser or not stale:
             continue
         involved = sorted(stale + browser, key=lambda e: e.id)
+        sent = ", ".join(sorted({repr(e.anonymous_id) for e in stale}))
         found.append(Lint(
             "anonymous_id_mismatch",
             f"in one session of profile {pid} the browser sent anonymousId "
-            f"{', '.join(map(repr, sorted(map(str, in_browser))))} but server events "
-            f"{_ids(stale)} sent {', '.join(sorted({repr(e.anonymous_id) for e in stale}))}",
+            f"{', '.join(map(repr, sorted(map(str, in_browser))))} but "
+            f"{_plural(stale, 'server event')} sent {sent}",
             "Read ajs_anonymous_id from each request's cookies instead of keeping an older "
             "one (in the server session or a cache): analytics.reset() starts a new one.",
             tuple(e.id for e in involved), (pid,),

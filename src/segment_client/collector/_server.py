@@ -15,11 +15,13 @@ usually offers `register(collector)` doing those calls.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TextIO
 
+from . import _analytics_js, _profiles
 from ._faults import Fault, FaultPlan
 from ._http import HttpServer
 from ._ingest import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, Ingest, Validator
@@ -55,6 +57,11 @@ class Collector:
         log: a stream for one line per batch (None: quiet).
         discard: count only (totals, types, events, duplicates, batches) without
             validating or storing messages: for benchmarks that must not measure SQLite.
+        analytics_js_dir: where the `@segment/analytics-next` build is (a node_modules,
+            the package or its dist/umd) for the collector to serve; None: ./node_modules
+            when it has one. See docs/identity.md.
+        allowed_origins: page origins (`http://localhost:3000`) whose analytics.js may
+            send events here (CORS); other pages get 403.
     """
 
     def __init__(
@@ -70,6 +77,8 @@ class Collector:
         validator: Validator | None = None,
         log: TextIO | None = None,
         discard: bool = False,
+        analytics_js_dir: str | os.PathLike[str] | None = None,
+        allowed_origins: Iterable[str] = (),
     ) -> None:
         self.host = host
         self.port = port
@@ -83,6 +92,9 @@ class Collector:
         self.routes = RouteTable()
         register_builtin_routes(self.routes, self)
         self.ingest.register(self.routes)
+        # Feature modules (identity graph, analytics.js): their own routes and listeners.
+        self.profiles = _profiles.register(self)
+        self.browser = _analytics_js.register(self, analytics_js_dir, allowed_origins)
         self._server: HttpServer | None = None
         self._thread: threading.Thread | None = None
 
