@@ -46,6 +46,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--write-key", help="require this write key (401 otherwise)")
     parser.add_argument("--strict", action="store_true",
                         help="answer 400 to a batch with an invalid message")
+    parser.add_argument("--analytics-js-dir", metavar="DIR",
+                        help="serve analytics.js (@segment/analytics-next) from this "
+                             "node_modules (default: ./node_modules when it has it)")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="a page origin, e.g. http://localhost:3000, whose analytics.js "
+                             "may send events here (repeatable; see docs/identity.md)")
     parser.set_defaults(handler=run)
     return parser
 
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             faults=faults(args.fault), seed=args.seed,
             log=None if args.quiet else sys.stdout, discard=args.discard,
             validator=plan_validator(args.tracking_plan),
+            analytics_js_dir=args.analytics_js_dir, allowed_origins=args.allow_origin,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -103,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     auth = "write key required" if args.write_key else "any write key"
     print(f"segment-client collector listening on {url} (POST {url}/v1/batch; "
           f"page {url}/; db {args.db}; {auth}); Ctrl-C to stop", flush=True)
+    if collector.browser.build is not None:
+        print(f"analytics.js served: snippet script {url}/analytics.js/v2/KEY/analytics.min.js"
+              f" with analytics._cdn=\"{url}\"", flush=True)
     interrupt_on_sigterm()
     try:
         collector.serve_forever()
