@@ -166,7 +166,7 @@ def test_no_build_says_how_to_serve_one(tmp_path: Path,
         assert "--analytics-js-dir" in error
     with pytest.raises(ValueError, match="holds no @segment/analytics-next build"):
         Collector(analytics_js_dir=tmp_path)
-    with pytest.raises(ValueError, match="an origin is scheme://host"):
+    with pytest.raises(ValueError, match="allowed origin is scheme://host"):
         Collector(allowed_origins=["localhost:3000"])
 
 
@@ -176,7 +176,7 @@ def test_cli_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "holds no @segment/analytics-next build" in capsys.readouterr().err
     assert main(["collector", "--port", "0", "--db", ":memory:",
                  "--allow-origin", "ftp://x"]) == 2
-    assert "an origin is scheme://host" in capsys.readouterr().err
+    assert "allowed origin is scheme://host" in capsys.readouterr().err
 
 
 # ---------- CORS and origins ----------
@@ -185,15 +185,13 @@ def test_cli_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_preflight(collector: Collector) -> None:
     ask = {"Origin": ALLOWED, "Access-Control-Request-Method": "POST",
            "Access-Control-Request-Headers": "Authorization, Content-Type, X-Retry-Count"}
-    for path in ("/v1/t", "/v1/b", "/v1/batch", "/v1/track", f"/v1/projects/{KEY}/settings"):
+    for path in ("/v1/t", "/v1/p", "/v1/i", "/v1/g", "/v1/a", "/v1/s", "/v1/b", "/v1/batch"):
         resp = requests.options(collector.url + path, headers=ask, timeout=5)
         assert resp.status_code == 204, path
         assert resp.headers["Access-Control-Allow-Origin"] == ALLOWED
-        assert "authorization" in resp.headers["Access-Control-Allow-Headers"]
+        allowed = resp.headers["Access-Control-Allow-Headers"].lower()
+        assert {"authorization", "content-type", "x-retry-count"} <= set(allowed.split(", "))
         assert "POST" in resp.headers["Access-Control-Allow-Methods"]
-    odd = requests.options(collector.url + "/v1/t", timeout=5,
-                           headers={**ask, "Access-Control-Request-Headers": "x-evil"})
-    assert odd.status_code == 403 and "x-evil" in odd.json()["error"]
     other = requests.options(collector.url + "/v1/t", timeout=5,
                              headers={**ask, "Origin": "http://127.0.0.1:4000"})
     assert other.status_code == 403 and "Access-Control-Allow-Origin" not in other.headers
@@ -225,7 +223,7 @@ def test_other_origins_cannot_send(collector: Collector) -> None:
     evil = "http://127.0.0.1:4000"
     resp = browser_post(collector, "/v1/t", {"event": "x", "anonymousId": "a"}, evil)
     assert resp.status_code == 403 and "Access-Control-Allow-Origin" not in resp.headers
-    assert resp.json()["code"] == "origin_not_allowed"
+    assert "may not send events" in resp.json()["message"]
     assert browser_post(collector, "/v1/t", {"event": "x", "anonymousId": "a"},
                         "null").status_code == 403
     assert collector.stats()["total"] == 0

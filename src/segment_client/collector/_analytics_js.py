@@ -4,44 +4,27 @@ The browser library (npm `@segment/analytics-next`, its standalone build as Segm
 snippet loads it) first GETs `{cdn}/v1/projects/{writeKey}/settings`; the
 `Segment.io` integration there names the host it then posts every call to
 (`/v1/t`, `/v1/p`, `/v1/i`, `/v1/g`, `/v1/a`, `/v1/s`, or `/v1/b` when batching), as
-`text/plain` with the write key in a Basic `Authorization` header. The collector
-serves the build and its chunks from a local `node_modules`, so nothing comes from
-Segment's CDN. Pure functions and immutable data; thread-safe.
+`text/plain` with the write key in a Basic `Authorization` header: ingest serves those
+routes, with CORS for the allowed origins (`_access.py`). This module serves the
+settings, and the build and its chunks from a local `node_modules`, so nothing comes
+from Segment's CDN. Thread-safe (nothing here changes after registration).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._http import Request, Response, json_response
-from ._ingest import INGEST_PATHS
-from ._routes import Handler
 
 if TYPE_CHECKING:
     from ._server import Collector
 
-__all__ = [
-    "BROWSER_INGEST_PATHS",
-    "CORS_ALLOWED_HEADERS",
-    "BrowserRoutes",
-    "build_asset",
-    "find_build",
-    "register",
-    "settings_for",
-]
-
-# analytics.js's one-letter routes (ingest serves them as /v1/track, ...; /v1/b is a
-# batch).
-BROWSER_INGEST_PATHS = ("/v1/t", "/v1/p", "/v1/i", "/v1/g", "/v1/a", "/v1/s", "/v1/b")
-# The request headers analytics.js sends (a preflight asks for them).
-CORS_ALLOWED_HEADERS = ("authorization", "content-type", "x-retry-count")
+__all__ = ["BrowserRoutes", "build_asset", "find_build", "register", "settings_for"]
 
 _PACKAGE = Path("@segment") / "analytics-next"
 _UMD = Path("dist") / "umd"
@@ -117,131 +100,52 @@ def settings_for(write_key: str, api_host: str, protocol: str = "http") -> dict[
     }
 
 
-def normalize_origin(origin: str) -> str:
-    """`scheme://host[:port]` in lower case, as browsers send `Origin`; ValueError if not."""
-    parts = urlsplit(origin.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-        raise ValueError(f"an origin is scheme://host[:port], got {origin!r}")
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
 _NO_BUILD = (
     "analytics.js is not served: start the collector with --analytics-js-dir DIR "
     "(a node_modules holding @segment/analytics-next), or run it where ./node_modules has it"
 )
 _SETTINGS = re.compile(r"/v1/projects/([^/]+)/settings")
-_PREFLIGHT_METHODS = "POST, GET, OPTIONS"
 
 
 class BrowserRoutes:
-    """analytics.js's routes on one collector: settings, the build, CORS. Thread-safe.
+    """analytics.js's routes on one collector: its settings and its build. Thread-safe.
 
-    `allowed_origins`: the page origins that may send events and read settings (the
-    collector's own origin always may); every other origin gets 403, and its attempt is
-    recorded as a rejection.
+    The one-letter ingest routes are ingest's own (with CORS for the allowed origins,
+    see `_access.py`). The settings answer allowed origins with CORS and refuse other
+    pages like ingest does; the build is public code, served to any page (a script tag
+    sends no Origin).
     """
 
-    def __init__(self, collector: Collector, build: Path | None,
-                 allowed_origins: Iterable[str] = ()) -> None:
+    def __init__(self, collector: Collector, build: Path | None) -> None:
         self.collector = collector
         self.build = build
-        self.allowed_origins = frozenset(normalize_origin(o) for o in allowed_origins)
 
     def register(self) -> None:
         routes = self.collector.routes
-        routes.add("GET", "/v1/projects/", self.settings, prefix=True)
-        routes.add("OPTIONS", "/v1/projects/", self.preflight, prefix=True)
-        routes.add("GET", "/analytics.js/", self.asset, prefix=True)
-        routes.add("GET", "/analytics-next/bundles/", self.asset, prefix=True)
-        for path in INGEST_PATHS:
-            ingest = routes.find("POST", path)
-            if ingest is not None:
-                routes.add("POST", path, self._cors(ingest))
-            routes.add("OPTIONS", path, self.preflight)
-
-    # -- origins --------------------------------------------------------------------------
-
-    def origin_allowed(self, request: Request) -> bool | None:
-        """True: an allowed cross-origin page; None: no Origin or the collector's own;
-        False: a page on another origin."""
-        origin = request.headers.get("Origin")
-        if not origin:
-            return None
-        try:
-            normalized = normalize_origin(origin)
-        except ValueError:
-            return False
-        host = str(request.headers.get("Host", "")).lower()
-        if host and normalized in (f"http://{host}", f"https://{host}"):
-            return None
-        return normalized in self.allowed_origins
-
-    def _refuse(self, request: Request, what: str) -> Response:
-        origin = request.headers.get("Origin")
-        reason = (f"origin {origin!r} may not {what}: allow it with "
-                  f"--allow-origin {origin} (or Collector(allowed_origins=[...]))")
-        received = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-        self.collector.ingest.reject(received.replace("+00:00", "Z"), request.path, 403, reason)
-        return json_response(403, {"success": False, "code": "origin_not_allowed",
-                                   "message": reason})
-
-    @staticmethod
-    def _cors_headers(request: Request) -> list[tuple[str, str]]:
-        return [("Access-Control-Allow-Origin", str(request.headers.get("Origin"))),
-                ("Vary", "Origin")]
-
-    def _cors(self, handler: Handler) -> Handler:
-        def cors(request: Request) -> Response:
-            allowed = self.origin_allowed(request)
-            if allowed is False:
-                request.body()  # read it: the connection stays usable
-                return self._refuse(request, "send events")
-            response = handler(request)
-            if allowed:
-                response.headers = [*response.headers, *self._cors_headers(request)]
-            return response
-
-        return cors
-
-    def preflight(self, request: Request) -> Response:
-        """`OPTIONS`: allowed origins may POST with analytics.js's headers."""
-        allowed = self.origin_allowed(request)
-        if allowed is False:
-            return self._refuse(request, "send events (preflight)")
-        wanted = {h.strip().lower() for h in
-                  str(request.headers.get("Access-Control-Request-Headers", "")).split(",")
-                  if h.strip()}
-        extra = wanted - set(CORS_ALLOWED_HEADERS)
-        if extra:
-            return json_response(403, {"error": f"request headers not allowed: "
-                                                f"{', '.join(sorted(extra))}"})
-        headers = [
-            ("Access-Control-Allow-Methods", _PREFLIGHT_METHODS),
-            ("Access-Control-Allow-Headers", ", ".join(CORS_ALLOWED_HEADERS)),
-            ("Access-Control-Max-Age", "600"),
-        ]
-        if allowed:
-            headers += self._cors_headers(request)
-        return Response(204, b"", "text/plain", headers)
-
-    # -- settings and the build ---------------------------------------------------------
+        routes.add("GET", "/v1/projects/", self.settings, prefix=True, access="page")
+        routes.add("GET", "/analytics.js/", self.asset, prefix=True, access="page")
+        routes.add("GET", "/analytics-next/bundles/", self.asset, prefix=True, access="page")
 
     def settings(self, request: Request) -> Response:
         """`GET /v1/projects/{writeKey}/settings`, pointing back at this collector."""
         match = _SETTINGS.fullmatch(request.path)
         if match is None:
             return json_response(404, {"error": f"no route GET {request.path}"})
-        allowed = self.origin_allowed(request)
-        if allowed is False:
-            return self._refuse(request, "load analytics.js settings")
+        headers = request.headers
+        origin, host = headers.get("origin"), headers.get("host")
+        policy = self.collector.policy
+        refusal = policy.refusal("ingest", origin, headers.get("sec-fetch-site"), host)
+        if refusal is not None:
+            return self.collector.routes.refuse(
+                request, 403, refusal.replace("send events", "load analytics.js settings"),
+                "forbidden")
         write_key = match.group(1)
         required = self.collector.write_key
         if required is not None and write_key != required:
             return json_response(404, {"error": "unknown write key"})
-        host = str(request.headers.get("Host") or urlsplit(self.collector.url).netloc)
-        body = json.dumps(settings_for(write_key, f"{host}/v1")).encode()
-        return Response(200, body, "application/json",
-                        self._cors_headers(request) if allowed else [])
+        api_host = f"{host or urlsplit(self.collector.url).netloc}/v1"
+        body = json.dumps(settings_for(write_key, api_host)).encode()
+        return Response(200, body, "application/json", policy.cors_headers(origin))
 
     def asset(self, request: Request) -> Response:
         """The standalone build (the snippet's script URL) and its chunks."""
@@ -254,11 +158,10 @@ class BrowserRoutes:
         return Response(200, target.read_bytes(), kind)
 
 
-def register(collector: Collector, build_dir: str | os.PathLike[str] | None = None,
-             allowed_origins: Iterable[str] = ()) -> BrowserRoutes:
-    """Serve analytics.js's routes on `collector` (`build_dir`: see `find_build`).
-
-    Raises ValueError when `build_dir` is given and holds no standalone build.
+def register(collector: Collector,
+             build_dir: str | os.PathLike[str] | None = None) -> BrowserRoutes:
+    """Serve analytics.js's settings and build on `collector` (`build_dir`: see
+    `find_build`). Raises ValueError when `build_dir` is given and holds no build.
     """
     build = find_build(build_dir)
     if build is None and build_dir is not None:
@@ -266,6 +169,6 @@ def register(collector: Collector, build_dir: str | os.PathLike[str] | None = No
             f"analytics_js_dir {os.fspath(build_dir)!r} holds no @segment/analytics-next "
             "build (dist/umd/standalone.js): give a node_modules, the package or its dist/umd"
         )
-    routes = BrowserRoutes(collector, build, allowed_origins)
+    routes = BrowserRoutes(collector, build)
     routes.register()
     return routes

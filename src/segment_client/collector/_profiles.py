@@ -103,7 +103,7 @@ class Profiles:
         routes.add("GET", "/v1/lints", self.all_lints)
         events = routes.find("GET", "/v1/events")
         if events is not None:
-            routes.add("GET", "/v1/events", self._marked(events))
+            routes.add("GET", "/v1/events", self._marked(events.handler), access=events.access)
         routes.add_view("/static/profiles.html", "Profiles")
 
     def list_profiles(self, request: Request) -> Response:
