@@ -17,39 +17,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request, session
 
 from segment_client.integrations.flask import Segment, current_client
 
-# Segment's standard snippet with two changes: the script URL names the collector
-# instead of Segment's CDN, and `analytics._cdn` tells the build where its settings
-# and chunks are (it only works that out by itself from an https:// script URL). Its
-# buffered-call context includes `u:location.href`, as current snippets do: without
-# it analytics-next 1.84 drops calls made before it loads (see docs/identity.md).
-SNIPPET = (
-    '!function(){var i="analytics",analytics=window[i]=window[i]||[];if(!analytics.initialize)'
-    'if(analytics.invoked)window.console&&console.error&&console.error("Segment snippet '
-    'included twice.");else{analytics.invoked=!0;analytics.methods=["trackSubmit",'
-    '"trackClick","trackLink","trackForm","pageview","identify","reset","group","track",'
-    '"ready","alias","debug","page","screen","once","off","on","addSourceMiddleware",'
-    '"addIntegrationMiddleware","setAnonymousId","addDestinationMiddleware","registerPlugin"]'
-    ';analytics.factory=function(e){return function(){if(window[i].initialized)return '
-    'window[i][e].apply(window[i],arguments);var n=Array.prototype.slice.call(arguments);'
-    'if(["track","screen","alias","group","page","identify"].indexOf(e)>-1){var c=document.'
-    'querySelector("link[rel=\'canonical\']");n.push({__t:"bpc",c:c&&c.getAttribute("href")'
-    '||void 0,p:location.pathname,u:location.href,s:location.search,t:document.title,'
-    'r:document.referrer})}'
-    'n.unshift(e);analytics.push(n);return analytics}};for(var n=0;n<analytics.methods.'
-    'length;n++){var key=analytics.methods[n];analytics[key]=analytics.factory(key)}'
-    'analytics.load=function(key,n){var t=document.createElement("script");t.type='
-    '"text/javascript";t.async=!0;t.setAttribute("data-global-segment-analytics-key",i);'
-    't.src="COLLECTOR/analytics.js/v2/"+key+"/analytics.min.js";var r=document.'
-    'getElementsByTagName("script")[0];r.parentNode.insertBefore(t,r);analytics.'
-    '_loadOptions=n};analytics._cdn="COLLECTOR";analytics._writeKey="WRITE_KEY";'
-    'analytics.load("WRITE_KEY");analytics.page()}}();'
-)
+# Segment's standard snippet pointed at the collector (the two changes are explained in
+# snippet.js and docs/identity.md); served with this app's collector URL and write key.
+SNIPPET_FILE = Path(__file__).with_name("snippet.js")
+SNIPPET = "".join(line for line in SNIPPET_FILE.read_text().splitlines(keepends=True)
+                  if not line.startswith("//")).strip()
+LOCAL_COLLECTOR = "http://127.0.0.1:8787"
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Shop</title>
@@ -99,7 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY="example-only-not-secret",
-        SEGMENT_COLLECTOR=os.environ.get("SEGMENT_COLLECTOR", "http://127.0.0.1:8787"),
+        SEGMENT_COLLECTOR=os.environ.get("SEGMENT_COLLECTOR", LOCAL_COLLECTOR),
         SEGMENT_WRITE_KEY=os.environ.get("SEGMENT_WRITE_KEY", "demo-key"),
         SEGMENT_IDENTIFY=identify_user,
     )
@@ -109,8 +89,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/")
     def index() -> Response:
-        snippet = SNIPPET.replace("COLLECTOR", app.config["SEGMENT_COLLECTOR"]).replace(
-            "WRITE_KEY", app.config["SEGMENT_WRITE_KEY"])
+        snippet = SNIPPET.replace(LOCAL_COLLECTOR, app.config["SEGMENT_COLLECTOR"]).replace(
+            "YOUR_WRITE_KEY", app.config["SEGMENT_WRITE_KEY"])
         return Response(PAGE.replace("SNIPPET", snippet), mimetype="text/html")
 
     @app.get("/login")
