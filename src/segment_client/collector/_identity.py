@@ -27,7 +27,7 @@ from ._unify_rules import Identifier, UnifyRules, identifiers_of, text_id
 __all__ = ["EventSummary", "IdentityGraph", "Merge", "Profile", "Refusal"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventSummary:
     """What the graph keeps of one message: enough for timelines and lints."""
 
@@ -196,6 +196,14 @@ class IdentityGraph:
             found = identifiers_of(message)
             if summary.previous_id is not None:
                 found.append((self._previous_kind(summary.previous_id), summary.previous_id))
+            owner = self._owner
+            if found:
+                # Most messages: every identifier already belongs to the same profile
+                # (so none is blocked or new, and no rule can be broken).
+                first = owner.get(found[0])
+                if first is not None and all(owner.get(i) is first for i in found[1:]):
+                    self._attach(first, event_id, message)
+                    return first.id
             refusals: list[tuple[Identifier, str, str, Profile | None]] = []
             kept: list[Identifier] = []
             for identifier in found:
@@ -283,13 +291,17 @@ class IdentityGraph:
             if identifier not in self._owner:
                 profile.identifiers.setdefault(identifier[0], []).append(identifier[1])
                 self._owner[identifier] = profile
+        self._attach(profile, event_id, message)
+        return profile
+
+    def _attach(self, profile: Profile, event_id: int, message: Mapping[str, Any]) -> None:
         profile.events.append(event_id)
         self._event_profile[event_id] = profile.id
-        for traits in (_dict(_dict(message.get("context")).get("traits")),
-                       _dict(message.get("traits")) if message.get("type") == "identify"
-                       else {}):
-            profile.traits.update(traits)
-        return profile
+        context = message.get("context")
+        if isinstance(context, dict) and isinstance(context.get("traits"), dict):
+            profile.traits.update(context["traits"])
+        if message.get("type") == "identify" and isinstance(message.get("traits"), dict):
+            profile.traits.update(message["traits"])
 
     def _merge(self, event_id: int, into: Profile, absorbed: Profile,
                kept: list[Identifier]) -> None:
@@ -411,7 +423,3 @@ class IdentityGraph:
 
 def _order(summary: EventSummary) -> tuple[float, int]:
     return (summary.at if summary.at is not None else float("inf"), summary.id)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}

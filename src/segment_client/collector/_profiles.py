@@ -1,9 +1,8 @@
 """The identity graph as a collector feature: kept up to date from ingest, read by the
 debugger's Profiles view and by tests.
 
-`register(collector)` builds the graph from what the store already holds, follows every
-committed batch (a store listener; duplicates are left out: Segment drops them too) and
-adds the read API:
+`register(collector)` keeps a graph of what the store holds (duplicates left out:
+Segment drops them too), brought up to date by each read, and adds the read API:
 
 - `GET /v1/profiles`: every profile (identifiers, counts by source, merges) and the
   number of lints of each.
@@ -14,14 +13,15 @@ adds the read API:
 - `GET /v1/lints`: every identity lint.
 
 `GET /v1/events` rows gain `source` (the sending library) and `profile`. Thread-safe:
-the graph has its own lock; listeners run on ingest threads.
+the graph has its own lock, one lock orders the catching up; ingest never waits for
+the graph.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -39,9 +39,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Profiles", "register"]
 
-_REBUILD_PAGE = 10_000
-# Batches the listener queues before it builds them in itself; reads build the rest.
-_MAX_PENDING = 1_000
+_PAGE = 10_000
+
+
+def _ignore(rows: Sequence[StoredRow]) -> None:
+    pass  # only clear() matters: rows are read from the store when they are needed
 
 
 class Profiles:
@@ -50,49 +52,30 @@ class Profiles:
     def __init__(self, collector: Collector, rules: UnifyRules | None = None) -> None:
         self.collector = collector
         self.graph = IdentityGraph(rules)
-        # Ingest only queues committed batches (a deque append, no graph work on the
-        # request's thread); the next read, or a long queue, adds them to the graph.
-        self._pending: deque[Sequence[StoredRow]] = deque()
-        self._feed_lock = threading.Lock()  # adds rows in the order they were queued
-        self._rebuild()
-        collector.add_listener(self._on_rows, self._on_clear)
-
-    def _rebuild(self) -> None:
-        # A store file from an earlier run: the same messages in the same order give the
-        # same profiles (ids included). Paged, so a big file is never loaded at once.
-        after = 0
-        while True:
-            rows, _ = self.collector.store.events(after=after, limit=_REBUILD_PAGE,
-                                                  oldest_first=True)
-            for row in rows:
-                if not row["duplicate"]:
-                    self.graph.add(row["id"], row["message"], row["receivedAt"])
-            if len(rows) < _REBUILD_PAGE:
-                return
-            after = rows[-1]["id"]
-
-    def _on_rows(self, rows: Sequence[StoredRow]) -> None:
-        self._pending.append(rows)
-        if len(self._pending) > _MAX_PENDING:
-            self._catch_up()
+        # Ingest does no graph work: a read first adds what was stored since the last
+        # one, in id order (the store's ids only grow, even across clear()). So the same
+        # messages always give the same profiles, live or rebuilt from a store file.
+        self._fed = 0  # the last event id added to the graph
+        self._feed_lock = threading.Lock()
+        collector.add_listener(_ignore, self._on_clear)
 
     def _on_clear(self) -> None:
         with self._feed_lock:
-            self._pending.clear()
             self.graph.clear()
 
-    def _catch_up(self) -> None:
+    def catch_up(self) -> None:
+        """Add the messages stored since the last call to the graph (paged)."""
+        store = self.collector.store
         with self._feed_lock:
-            while self._pending:
-                for row in self._pending.popleft():
-                    if not row.duplicate:
-                        self.graph.add(row.id, row.message, row.received_at)
-
-    def _settle(self) -> None:
-        # A store read waits for every batch answered before it, and listeners run
-        # before a batch is released: after this the graph holds all of them.
-        self.collector.store.stats()
-        self._catch_up()
+            while True:
+                rows, _ = store.events(after=self._fed, limit=_PAGE, oldest_first=True)
+                for row in rows:
+                    if not row["duplicate"]:
+                        self.graph.add(row["id"], row["message"], row["receivedAt"])
+                if rows:
+                    self._fed = rows[-1]["id"]
+                if len(rows) < _PAGE:
+                    return
 
     # -- routes ---------------------------------------------------------------------------
 
@@ -107,7 +90,7 @@ class Profiles:
         routes.add_view("/static/profiles.html", "Profiles")
 
     def list_profiles(self, request: Request) -> Response:
-        self._settle()
+        self.catch_up()
         profiles = self.graph.profiles()
         counts = Counter(pid for item in lint(self.graph) for pid in item.profiles)
         return json_response(200, {"profiles": profiles, "total": len(profiles),
@@ -115,11 +98,11 @@ class Profiles:
                                    "unplaced": self.graph.unplaced()})
 
     def all_lints(self, request: Request) -> Response:
-        self._settle()
+        self.catch_up()
         return json_response(200, {"lints": [item.to_dict() for item in lint(self.graph)]})
 
     def one_profile(self, request: Request) -> Response:
-        self._settle()
+        self.catch_up()
         parts = [unquote(part) for part in request.path[len("/v1/profiles/"):].split("/")]
         if len(parts) == 2 and parts[0] == "by-event":
             try:
@@ -152,7 +135,7 @@ class Profiles:
             response = events(request)
             if response.status != 200:
                 return response
-            self._catch_up()
+            self.catch_up()
             body: dict[str, Any] = json.loads(response.body)
             for row in body.get("events", ()):
                 message = row.get("message")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from segment_client._messages import LIBRARY_NAME
@@ -47,9 +48,12 @@ def source_of(message: Mapping[str, Any]) -> Source:
     library = context.get("library") if isinstance(context, dict) else None
     if not isinstance(library, dict) or not isinstance(library.get("name"), str):
         return Source("unknown", None, None)
-    name: str = library["name"]
     version = library.get("version")
-    version = version if isinstance(version, str) else None
+    return _source(library["name"], version if isinstance(version, str) else None)
+
+
+@lru_cache(maxsize=512)
+def _source(name: str, version: str | None) -> Source:
     key = name.strip().lower()
     if key in _BROWSER:
         kind = "browser"
