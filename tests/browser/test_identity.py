@@ -410,12 +410,14 @@ def test_profiles_view_with_200_users_and_5000_events(
 ) -> None:
     _seed(big_collector, 200, 5000)
     assert big_collector.stats()["total"] == 5000
+    start = time.perf_counter()
     page.goto(f"{big_collector.url}/static/profiles.html")
     expect(page.locator("#p-count")).to_have_text("200 profiles")
+    list_time = time.perf_counter() - start  # the graph built from 5,000 stored events
     expect(page.locator("#views a", has_text="Profiles")).to_have_attribute(
         "aria-current", "page")
     timings = []
-    for n in (7, 42, 120, 199, 3):
+    for n in (7, 42, 120, 199, 3, 77, 150, 11, 188, 64):
         item = page.locator(f".p-item:has(.who:text-is('user_id: user-{n:03d}'))")
         start = time.perf_counter()
         item.click()
@@ -428,8 +430,8 @@ def test_profiles_view_with_200_users_and_5000_events(
     assert page.locator("#timeline .tl-event[data-source=segment-client]").count() == 12
     page.screenshot(path=str(docs_img / "profiles.png"))
     with capsys.disabled():
-        print(f"\nProfiles view, 200 users / 5,000 events: a profile opens in "
-              f"{statistics.median(timings) * 1000:.0f} ms median, "
+        print(f"\nProfiles view, 200 users / 5,000 events: first list {list_time * 1000:.0f}"
+              f" ms; a profile opens in {statistics.median(timings) * 1000:.0f} ms median, "
               f"{max(timings) * 1000:.0f} ms max (of {len(timings)})")
     # A search narrows the list.
     page.fill("#p-search", "user-19")
