@@ -220,6 +220,53 @@ def test_the_standard_snippet_with_two_lines_changed(
     assert [m["event"] for m in _browser(messages, "track")] == ["After Load"]
 
 
+def test_the_npm_package_pointed_at_the_collector(
+    shop: Shop, browser_context: BrowserContext, analytics_next: Path
+) -> None:
+    # The npm entry point (its UMD build stands in for an app's bundle) with `cdnURL`:
+    # settings from the collector, every call to the host they name.
+    bundle = (analytics_next / "@segment/analytics-next/dist/umd/index.js").read_bytes()
+    page_html = (
+        '<!doctype html><title>npm</title><link rel="icon" href="data:,">'
+        '<script src="/bundle.js"></script><script>'
+        f'var analytics = AnalyticsNext.AnalyticsBrowser.load('
+        f'{{writeKey: "{KEY}", cdnURL: "{shop.collector.url}"}});'
+        'analytics.page(); analytics.identify("npm-user", {plan: "pro"});</script>'
+    ).encode()
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        js = environ["PATH_INFO"] == "/bundle.js"
+        start_response("200 OK", [("Content-Type", "text/javascript" if js else "text/html")])
+        return [bundle if js else page_html]
+
+    server, thread, origin = _serve(app)
+    shop.collector.policy.allowed_origins = frozenset({origin})
+    tab = browser_context.new_page()
+    errors: list[str] = []
+    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    seen: list[str] = []
+    tab.on("request", lambda request: seen.append(request.url))
+    tab.route(re.compile(r"^(?!http://127\.0\.0\.1:).*"), lambda route: route.abort())
+    try:
+        tab.goto(origin + "/")
+        messages = shop.wait(page=1, identify=1)
+    finally:
+        tab.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    [page_call] = _browser(messages, "page")
+    [identify] = _browser(messages, "identify")
+    version = json.loads(
+        (analytics_next / "@segment/analytics-next/package.json").read_text())["version"]
+    assert page_call["context"]["library"] == {"name": "analytics.js",
+                                               "version": f"next-{version}"}
+    assert identify["userId"] == "npm-user" and identify["anonymousId"] == page_call[
+        "anonymousId"]
+    assert errors == []
+    assert all(url.startswith("http://127.0.0.1:") for url in seen), seen
+
+
 # ---------- browser and server in one profile ----------
 
 
