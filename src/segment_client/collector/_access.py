@@ -171,7 +171,7 @@ class AccessPolicy:
         if origin is None and not fetch_site:
             return None
         kind = (content_type or "").split(";")[0].strip().lower()
-        if kind in _BROWSER_CONTENT_TYPES or kind.endswith("+json"):
+        if not kind or kind in _BROWSER_CONTENT_TYPES or kind.endswith("+json"):
             return None
         return (f"Content-Type {content_type!r} refused from a browser: send "
                 "application/json or text/plain")

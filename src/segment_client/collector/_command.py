@@ -69,8 +69,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "--host are always answered)")
     parser.add_argument("--max-connections", type=int, default=256, metavar="N",
                         help="connections served at once; more get 503 (default 256)")
-    parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="close a connection idle this long (default 30)")
+    parser.add_argument("--idle-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="close a connection idle this long (default 60)")
     parser.set_defaults(handler=run)
     return parser
 

@@ -194,7 +194,7 @@ class HttpServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], routes: RouteTable, *,
-                 max_connections: int = 256, idle_timeout: float = 30.0) -> None:
+                 max_connections: int = 256, idle_timeout: float = 60.0) -> None:
         self.routes = routes
         limit = _file_limit()
         if limit > 0:

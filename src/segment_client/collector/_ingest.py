@@ -262,16 +262,12 @@ class Ingest:
         if len(data_bytes) > limit:
             raise HttpError(400, f"Exceed payload limit: request is over {limit} bytes",
                             "too_large")
-        # The message is level 1; in a batch body it sits two levels down.
-        refusal = nesting_refusal(data_bytes, MAX_DEPTH if single else MAX_DEPTH + 2)
-        if refusal is not None:
-            if refusal.startswith("malformed"):
-                raise HttpError(400, refusal, "invalid_json")
-            raise HttpError(400, f"a message nests objects and arrays deeper than the "
-                            f"limit of {MAX_DEPTH} levels (the message being level 1)",
-                            "too_deep")
+        # orjson stops by itself at 1,024 levels (bounded); the fast path then checks
+        # each message's depth. The stdlib parser gets only bodies scanned first.
         checked = None if single else self._checked_fast(headers, data_bytes)
         if checked is None:
+            # The message is level 1; in a batch body it sits two levels down.
+            _check_nesting(nesting_refusal(data_bytes, MAX_DEPTH if single else MAX_DEPTH + 2))
             checked = self._checked(headers, data_bytes, single)
         problems: list[str] | None = None
         if self.strict:
@@ -315,7 +311,14 @@ class Ingest:
                     message["context"] = context  # batch-level context applies to each
                 if "writeKey" in message:
                     del message["writeKey"]  # a credential: never stored or served
-        raws = list(map(dumps_fast, items))
+        try:
+            raws = list(map(dumps_fast, items))
+        except TypeError:  # orjson.JSONEncodeError: nesting past 254 levels
+            return None  # the exact path scans the body and words the refusal
+        for raw in raws:
+            # A message cannot nest deeper than it has openers (the usual case, in C).
+            if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
+                _check_nesting(nesting_refusal(raw, MAX_DEPTH))
         sizes = list(map(len, raws))
         # Each message as sent is at most its compact size plus everything in the body
         # that is not a compact message (framing, whitespace, longer escapes).
@@ -447,6 +450,15 @@ class Ingest:
             return [str(v) for v in self.validator(message)]
         except Exception as exc:  # noqa: BLE001 - a broken plan must not break ingestion
             return [f"validator raised {type(exc).__name__}: {exc}"]
+
+
+def _check_nesting(refusal: str | None) -> None:
+    if refusal is None:
+        return
+    if refusal.startswith("malformed"):
+        raise HttpError(400, refusal, "invalid_json")
+    raise HttpError(400, f"a message nests objects and arrays deeper than the limit of "
+                    f"{MAX_DEPTH} levels (the message being level 1)", "too_deep")
 
 
 def _too_many() -> HttpError:

@@ -89,7 +89,7 @@ class Collector:
         allowed_origins: Iterable[str] = (),
         allowed_hosts: Iterable[str] = (),
         max_connections: int = 256,
-        idle_timeout: float = 30.0,
+        idle_timeout: float = 60.0,
     ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
