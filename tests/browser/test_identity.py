@@ -270,8 +270,14 @@ def test_the_npm_package_pointed_at_the_collector(
 # ---------- browser and server in one profile ----------
 
 
+def _event_id(shop: Shop, message: dict[str, Any]) -> int:
+    [row] = [e for e in shop.collector.events()
+             if e["message"].get("messageId") == message["messageId"]]
+    return int(row["id"])
+
+
 def test_browser_and_server_events_stitch_into_one_profile(
-    shop: Shop, page: Page, requests_seen: list[str]
+    shop: Shop, page: Page, requests_seen: list[str], docs_img: Path
 ) -> None:
     page.goto(shop.origin + "/")
     messages = shop.wait(page=1)
@@ -335,6 +341,13 @@ def test_browser_and_server_events_stitch_into_one_profile(
     assert ("user_id", "ada") not in {(i["type"], i["value"]) for i in bob["identifiers"]}
     ada = shop.profile_of(order["messageId"])
     assert ("anonymous_id", second) not in {(i["type"], i["value"]) for i in ada["identifiers"]}
+
+    # The Profiles view of ada: browser and server events in one timeline.
+    page.goto(f"{shop.collector.url}/static/profiles.html?event={_event_id(shop, order)}")
+    expect(page.locator("#profile h2")).to_have_text("user_id: ada")
+    expect(page.locator("#timeline .tl-event[data-source=browser]")).to_have_count(4)
+    expect(page.locator("#timeline .tl-event[data-source=segment-client]")).to_have_count(2)
+    page.screenshot(path=str(docs_img / "profiles-stitched.png"))
 
     # Nothing came from anywhere but the two local servers.
     assert requests_seen and all(url.startswith("http://127.0.0.1:") for url in requests_seen)

@@ -136,6 +136,10 @@ def summarize(event_id: int, message: Mapping[str, Any], received_at: str | None
     kind = message.get("type")
     kind = kind if isinstance(kind, str) else "?"
     name = message.get("event") if kind == "track" else message.get("name")
+    if name is None and kind == "page":
+        properties = message.get("properties")
+        if isinstance(properties, dict):
+            name = properties.get("path")  # analytics.js's page() without a name
     timestamp = message.get("timestamp")
     if not isinstance(timestamp, str):
         timestamp = received_at

@@ -106,12 +106,20 @@
       : shown.length + " of " + state.profiles.length + " profiles";
   }
 
+  function signature(id) {
+    var p = state.profiles.filter(function (x) { return x.id === id; })[0];
+    return p ? [p.events, p.merges, p.refusals, state.lints[id] || 0].join("/") : "";
+  }
+
   function loadList() {
     return getJSON("/v1/profiles").then(function (body) {
+      var before = state.selected ? signature(state.selected) : "";
       state.profiles = Array.isArray(body.profiles) ? body.profiles : [];
       state.lints = body.lints && typeof body.lints === "object" ? body.lints : {};
       renderList();
       status("live");
+      // The open profile got new events (or merged away): show it again.
+      if (state.selected && before && signature(state.selected) !== before) select(state.selected);
     }, function (err) { status("offline: " + err.message, true); });
   }
 
