@@ -114,6 +114,8 @@ class Profile:
     refusals: list[Refusal] = field(default_factory=list)
     merge_count: int = 0
     traits: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)  # event counts by source kind
+    last: EventSummary | None = None  # the latest event (by time, then id)
 
     def count(self) -> int:
         return sum(map(len, self.identifiers.values()))
@@ -206,7 +208,7 @@ class IdentityGraph:
                 # (so none is blocked or new, and no rule can be broken).
                 first = owner.get(found[0])
                 if first is not None and all(owner.get(i) is first for i in found[1:]):
-                    self._attach(first, event_id, message)
+                    self._attach(first, summary, message)
                     return first.id
             refusals: list[tuple[Identifier, str, str, Profile | None]] = []
             kept: list[Identifier] = []
@@ -226,7 +228,7 @@ class IdentityGraph:
                 rule, why = violation
                 dropped = kept.pop()
                 refusals.append((dropped, rule, f"not linked: {why}", self._owner.get(dropped)))
-            profile = self._place(event_id, kept, message) if kept else None
+            profile = self._place(summary, kept, message) if kept else None
             for identifier, rule, why, other in refusals:
                 refusal = Refusal(event_id, identifier, rule, why,
                                   profile.id if profile else None)
@@ -281,12 +283,13 @@ class IdentityGraph:
                                        f"(limit {limit}): {shown}")
         return None
 
-    def _place(self, event_id: int, kept: list[Identifier], message: Mapping[str, Any]) -> Profile:
+    def _place(self, summary: EventSummary, kept: list[Identifier],
+               message: Mapping[str, Any]) -> Profile:
         owners = self._owners(kept)
         if owners:
             profile = owners[0]
             for absorbed in owners[1:]:
-                self._merge(event_id, profile, absorbed, kept)
+                self._merge(summary.id, profile, absorbed, kept)
         else:
             self._seq += 1
             profile = Profile(id=f"p{self._seq}", seq=self._seq)
@@ -295,12 +298,17 @@ class IdentityGraph:
             if identifier not in self._owner:
                 profile.identifiers.setdefault(identifier[0], []).append(identifier[1])
                 self._owner[identifier] = profile
-        self._attach(profile, event_id, message)
+        self._attach(profile, summary, message)
         return profile
 
-    def _attach(self, profile: Profile, event_id: int, message: Mapping[str, Any]) -> None:
-        profile.events.append(event_id)
-        self._event_profile[event_id] = profile.id
+    def _attach(self, profile: Profile, summary: EventSummary,
+                message: Mapping[str, Any]) -> None:
+        profile.events.append(summary.id)
+        self._event_profile[summary.id] = profile.id
+        kind = summary.source.kind
+        profile.sources[kind] = profile.sources.get(kind, 0) + 1
+        if profile.last is None or _order(summary) > _order(profile.last):
+            profile.last = summary
         context = message.get("context")
         if isinstance(context, dict) and isinstance(context.get("traits"), dict):
             profile.traits.update(context["traits"])
@@ -328,6 +336,11 @@ class IdentityGraph:
         into.refusals.extend(absorbed.refusals)
         into.merge_count += absorbed.merge_count + 1
         into.traits = {**absorbed.traits, **into.traits}
+        for kind, count in absorbed.sources.items():
+            into.sources[kind] = into.sources.get(kind, 0) + count
+        if absorbed.last is not None and (into.last is None
+                                          or _order(absorbed.last) > _order(into.last)):
+            into.last = absorbed.last
         del self._profiles[absorbed.id]
         self._forward[absorbed.id] = into.id
         for old, new in self._forward.items():
@@ -362,18 +375,12 @@ class IdentityGraph:
         with self._lock:
             result = []
             for profile in self._profiles.values():
-                sources: dict[str, int] = {}
-                last: EventSummary | None = None
-                for event_id in profile.events:
-                    summary = self._events[event_id]
-                    sources[summary.source.kind] = sources.get(summary.source.kind, 0) + 1
-                    if last is None or _order(summary) > _order(last):
-                        last = summary
+                last = profile.last
                 result.append({
                     "id": profile.id,
                     "identifiers": self._identifiers(profile),
                     "events": len(profile.events),
-                    "sources": sources,
+                    "sources": dict(profile.sources),
                     "merges": len(profile.merges),
                     "refusals": len(profile.refusals),
                     "lastSeen": last.timestamp if last else None,
