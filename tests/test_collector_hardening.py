@@ -158,7 +158,8 @@ def test_2_a_batch_context_too_deep_for_its_messages_is_refused(collector: Colle
 # -- 3. lengths, chunking, paths, query values -------------------------------------------
 
 @pytest.mark.parametrize("head, reason", [
-    (b"POST /v1/batch HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n{", "Content-Length"),
+    (b"POST /v1/batch HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n{",
+     "Content-Length"),
     (b"POST /v1/batch HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n{", "Content-Length"),
     (b"POST /v1/batch HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n{", "payload limit"),
     (b"POST /v1/batch HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n{", "hexadecimal"),
@@ -212,16 +213,12 @@ def test_3_a_chunked_batch_and_a_body_left_unread_keep_the_connection_sane(
 
 # -- 4. bombs and amplification ----------------------------------------------------------
 
-def _kib(status_line: str) -> int:
-    return int(status_line.split()[1])
-
-
 def memory_kib(pid: int) -> dict[str, int]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
-            fields[name] = _kib(line)
+            fields[name] = int(value.split()[0])
     return fields
 
 
@@ -247,7 +244,7 @@ def _child(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
 def test_4_hostile_bodies_stay_within_a_small_multiple_of_their_size(
     child: tuple[subprocess.Popen[str], str, str],
 ) -> None:
-    process, url, db = child
+    process, url, _ = child
     session = requests.Session()
     assert session.post(f"{url}/v1/batch", json={"batch": [track()]}, timeout=10).ok
     baseline = memory_kib(process.pid)["VmRSS"]
@@ -539,7 +536,7 @@ def test_1_a_failing_transaction_is_rolled_back_and_others_in_its_group_are_kept
         barrier.wait()
         try:
             store.add_batch(batch, "2024-01-01T00:00:00.000Z", messages)
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+        except Exception as exc:  # collected for the assertion
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(good, "b-1")),

@@ -118,11 +118,6 @@ def _text_id(value: Any) -> str | None:
     return value if value is None or type(value) is str else str(value)
 
 
-def _message_id(message: dict[str, Any]) -> str | None:
-    message_id = message.get("messageId")
-    return message_id if message_id is None or type(message_id) is str else str(message_id)
-
-
 def _duplicates(
     ids: list[str | None], seen: set[str], fresh: set[str]
 ) -> tuple[list[bool], int]:
@@ -327,7 +322,9 @@ class Store:
         try:
             for write in group:
                 messages = write.messages
-                ids = [_message_id(message) for message, _, _ in messages]
+                ids = [message.get("messageId") for message, _, _ in messages]
+                if not all(type(i) is str for i in ids):
+                    ids = [_text_id(i) for i in ids]
                 flags, duplicates = _duplicates(ids, seen, fresh)
                 plans.append((write, flags, next_id))
                 if self.persist and messages:
