@@ -41,7 +41,8 @@ def _ids(transport: RecordingTransport) -> list[str]:
 
 def test_the_directory_is_created_private(tmp_path: Path) -> None:
     spool = tmp_path / "a" / "spool"
-    client = Client("k", transport=RecordingTransport(), spool_dir=spool)
+    # flush_interval=60: nothing is sent (and no file removed) before the close.
+    client = Client("k", transport=RecordingTransport(), spool_dir=spool, flush_interval=60)
     assert stat.S_IMODE(spool.stat().st_mode) == 0o700
     client.track("u", "E")
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in spool.iterdir())

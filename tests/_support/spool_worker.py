@@ -181,10 +181,12 @@ def fsize(count: int, spool: str, limit: int) -> None:
 
     transport = RecordingTransport()
     # The limit is in place before the spool file exists. Nothing is delivered during the
-    # calls (flush_interval=60), so every message must be held under the limit.
+    # calls (flush_at above the count, flush_interval=60), so every message must be held
+    # under the limit.
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     client = Client(
-        "k", transport=transport, spool_dir=spool, on_error=on_error, flush_interval=60
+        "k", transport=transport, spool_dir=spool, on_error=on_error, flush_interval=60,
+        flush_at=count + 1,
     )
     _track_fixed(client, 0)
     record = client.stats().spool_bytes - 16
@@ -200,6 +202,7 @@ def fsize(count: int, spool: str, limit: int) -> None:
     print(json.dumps({
         "record": record, "queued": stats.queued, "dropped": stats.dropped, "raised": raised,
         "errors": errors, "closed": closed, "largest_file": largest,
+        "held": stats.queue_depth,
         "delivered": [m["messageId"] for m in transport.messages],
     }))
 
