@@ -367,11 +367,11 @@ def test_discard_mode_counts_without_storing() -> None:
 
 @pytest.fixture(name="parser", params=["orjson", "stdlib"])
 def _parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    from segment_client.collector import _ingest
+    from segment_client.collector import _decode
 
     if request.param == "stdlib":
-        monkeypatch.setattr(_ingest, "loads_fast", None)
-    elif _ingest.loads_fast is None:
+        monkeypatch.setattr(_decode, "loads_fast", None)
+    elif _decode.loads_fast is None:
         pytest.skip("orjson is not installed")
     return str(request.param)
 
