@@ -60,15 +60,17 @@ _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def decode(
-    path: str, headers: Headers, body: bytes, check_key: KeyCheck
+    path: str, headers: Headers, body: bytes, check_key: KeyCheck,
+    single: str | None = None,
 ) -> tuple[str | None, list[tuple[Any, str]]]:
     """One ingest request's messages, each with the JSON text to store.
 
-    Returns (the message type of a single-message route or None, the messages); raises
-    HttpError naming what is wrong: size, encoding, nesting, JSON, message count.
-    `check_key(headers, body_object)` runs once the body is parsed (the write key).
+    `single`: the body is one message of this type (default: from the path,
+    `/v1/track` and the like; otherwise a batch). Returns (that type or None, the
+    messages); raises HttpError naming what is wrong: size, encoding, nesting, JSON,
+    message count. `check_key(headers, body_object)` runs once the body is parsed.
     """
-    single = SINGLE_ROUTES.get(path)
+    single = single or SINGLE_ROUTES.get(path)
     limit = MAX_MESSAGE_BYTES if single else MAX_REQUEST_BYTES
     if len(body) > limit:
         raise HttpError(400, f"Exceed payload limit: request is over {limit} bytes",

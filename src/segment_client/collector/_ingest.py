@@ -42,7 +42,7 @@ from ._faults import Fault, FaultPlan
 from ._http import Headers, HttpError, Request, Response
 from ._routes import RouteTable
 from ._store import RejectionRow, Store, StoredMessage, StoreError
-from ._validate import validate_message
+from ._validate import MESSAGE_TYPES, validate_message
 
 __all__ = [
     "INGEST_PATHS",
@@ -130,6 +130,15 @@ class Ingest:
         for path in INGEST_PATHS:
             routes.add("POST", path, self.handle, access="ingest")
 
+    def handler(self, kind: str | None = None) -> Callable[[Request], Response]:
+        """A route handler ingesting like `/v1/batch` (`kind=None`) or like the
+        single-message route of `kind` ("track", ...), for another path: a feature
+        module adds, say, analytics.js's short paths with
+        `routes.add("POST", "/v1/t", ingest.handler("track"), access="ingest")`."""
+        if kind is not None and kind not in MESSAGE_TYPES:
+            raise ValueError(f"kind is one of {', '.join(MESSAGE_TYPES)} or None, got {kind!r}")
+        return lambda request: self.handle(request, kind or "")
+
     def counters(self) -> dict[str, int]:
         """requests, faults_injected and fault_stored_messages."""
         with self._counter_lock:
@@ -146,8 +155,11 @@ class Ingest:
 
     # -- the route ------------------------------------------------------------------------
 
-    def handle(self, request: Request) -> Response:
-        """One ingest request: faults, body, checks, then store; 200 once committed."""
+    def handle(self, request: Request, kind: str | None = None) -> Response:
+        """One ingest request: faults, body, checks, then store; 200 once committed.
+
+        `kind`: see `handler` ("" for a batch whatever the path; None: from the path).
+        """
         path = request.path
         received_at = now_iso()
         fault = self.plan.pick()
@@ -163,7 +175,7 @@ class Ingest:
         if fault is not None and not fault.store and (fault.drop or fault.status):
             return self._inject(fault, path, received_at, 0)
         try:
-            job = self.check(path, request.headers, body, received_at)
+            job = self.check(path, request.headers, body, received_at, kind)
         except HttpError as exc:
             self.reject(received_at, path, exc.status, exc.reason)
             return _refusal(exc)
@@ -227,10 +239,14 @@ class Ingest:
         if key != self.write_key:
             raise HttpError(401, "invalid write key", "unauthorized")
 
-    def check(self, path: str, headers: Headers, body: bytes, received_at: str) -> _Job:
+    def check(self, path: str, headers: Headers, body: bytes, received_at: str,
+              kind: str | None = None) -> _Job:
         """Everything that decides the answer: size, encoding, nesting, JSON, key, count,
         strict validity. Returns the messages to store, or raises HttpError."""
-        single, checked = decode(path, headers, body, self._check_key)
+        if kind == "":
+            single, checked = decode("/v1/batch", headers, body, self._check_key)
+        else:
+            single, checked = decode(path, headers, body, self._check_key, kind)
         problems: list[str] | None = None
         if self.strict:
             problems = _problems(checked, single)
