@@ -1,0 +1,228 @@
+"""The delivery log: one WARNING per outage, one INFO at recovery, summarised ERRORs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from segment_client._exceptions import APIError, TransportError
+from segment_client._log import DeliveryLog, describe, format_duration, host_port
+
+LOGGER = "segment_client"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(name="clock")
+def _clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(name="log")
+def _log(clock: Clock) -> DeliveryLog:
+    return DeliveryLog(clock=clock, interval=60.0)
+
+
+def _lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+def test_host_port_makes_the_port_explicit() -> None:
+    assert host_port("https://api.segment.io/v1/batch") == "api.segment.io:443"
+    assert host_port("http://127.0.0.1:9/v1/batch") == "127.0.0.1:9"
+    assert host_port("http://localhost/v1/batch") == "localhost:80"
+    assert host_port("http://[::1]:8080/x") == "[::1]:8080"
+
+
+def test_describe_names_the_status_the_host_and_the_servers_message() -> None:
+    error = APIError(503, "  upstream\n  unavailable  ")
+    assert describe(error, "api.segment.io:443") == (
+        "HTTP 503 from api.segment.io:443: upstream unavailable"
+    )
+    assert describe(APIError(502), "h:1") == "HTTP 502 from h:1"
+    long = describe(APIError(500, "x" * 1000), "h:1")
+    assert long.endswith("...") and len(long) < 240
+    assert describe(TransportError("connection refused to 127.0.0.1:9")) == (
+        "connection refused to 127.0.0.1:9"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0.0 s"), (0.25, "0.25 s"), (2.5, "2.5 s"), (12.4, "12 s"), (125, "2 min 5 s"), (120, "2 min"),
+     (7200, "2 h"), (3720, "1 h 2 min")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_an_outage_warns_once_and_its_recovery_is_one_info(
+    log: DeliveryLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    cause = "connection refused to 127.0.0.1:9"
+    for retry in range(1, 11):
+        log.attempt_failed(cause, 100, retry=retry, wait=0.5)
+        clock.now += 1
+    assert log.failing and log.cause == cause
+    assert _lines(caplog, logging.WARNING) == [
+        f"delivery is failing: {cause}; retrying, messages are kept meanwhile"
+    ]
+    debug = _lines(caplog, logging.DEBUG)
+    assert len(debug) == 10
+    assert debug[0] == f"batch of 100 message(s) failed: {cause}; retry 1 in 0.5 s"
+    clock.now += 2
+    log.delivered(100)
+    log.delivered(100)  # healthy again: nothing more
+    assert _lines(caplog, logging.INFO) == ["delivery recovered after 12 s; nothing was lost"]
+    assert not log.failing and log.cause == ""
+    # A second outage is a new WARNING.
+    log.attempt_failed(cause, 1, retry=1, wait=1)
+    assert len(_lines(caplog, logging.WARNING)) == 2
+
+
+def test_a_new_cause_warns_again_at_most_once_per_interval(
+    log: DeliveryLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    log.attempt_failed("connection refused to h:1", 1)
+    clock.now += 10
+    log.attempt_failed("timed out after 10 s", 1)  # within the interval: DEBUG only
+    clock.now += 60
+    log.attempt_failed("HTTP 503 from h:1", 1)
+    log.attempt_failed("connection refused to h:1", 1)
+    assert _lines(caplog, logging.WARNING) == [
+        "delivery is failing: connection refused to h:1; retrying, messages are kept meanwhile",
+        "delivery is still failing, now: HTTP 503 from h:1",
+    ]
+
+
+def test_losses_of_an_outage_are_a_handful_of_lines(
+    log: DeliveryLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """1,000 messages lost in 10 batches, 20 s apart: 4 ERROR lines, the counts adding up."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    cause = "connection refused to 127.0.0.1:9"
+    for _ in range(10):
+        for retry in range(1, 4):
+            log.attempt_failed(cause, 100, retry=retry, wait=5)
+        log.lost(100, cause)
+        log.tick()
+        clock.now += 20
+    log.idle()
+    errors = _lines(caplog, logging.ERROR)
+    assert errors == [
+        f"100 message(s) not delivered: {cause}",
+        f"300 more message(s) not delivered in 3 batch(es) over the last 1 min: {cause}",
+        f"300 more message(s) not delivered in 3 batch(es) over the last 1 min: {cause}",
+        f"300 more message(s) not delivered in 3 batch(es) over the last 1 min: {cause}",
+    ]
+    assert len(_lines(caplog, logging.WARNING)) == 1
+    log.delivered(1)
+    assert _lines(caplog, logging.INFO) == [
+        "delivery recovered after 3 min 20 s; 1000 message(s) were lost meanwhile"
+    ]
+
+
+def test_recovery_writes_the_pending_summary_first(
+    log: DeliveryLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    log.attempt_failed("HTTP 503 from h:1", 5)
+    log.lost(5, "HTTP 503 from h:1")
+    log.lost(7, "HTTP 500 from h:1")
+    log.lost(3, "HTTP 503 from h:1")
+    log.lost(1, "HTTP 503 from h:1")
+    clock.now += 5
+    log.delivered(1)
+    records = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert records[1:] == [
+        (logging.ERROR, "5 message(s) not delivered: HTTP 503 from h:1"),
+        (logging.ERROR, "11 more message(s) not delivered in 3 batch(es) over the last 5.0 s: "
+                        "HTTP 503 from h:1 (and 1 other cause(s))"),
+        (logging.INFO, "delivery recovered after 5.0 s; 16 message(s) were lost meanwhile"),
+    ]
+
+
+def test_tick_writes_only_windows_that_ended(
+    log: DeliveryLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+    log.lost(1, "HTTP 400 from h:1: bad")
+    log.lost(2, "HTTP 400 from h:1: bad")
+    log.tick()
+    assert len(caplog.records) == 1
+    clock.now += 59
+    log.tick()
+    assert len(caplog.records) == 1
+    clock.now += 1
+    log.tick()
+    assert caplog.records[-1].getMessage() == (
+        "2 more message(s) not delivered in 1 batch(es) over the last 1 min: "
+        "HTTP 400 from h:1: bad"
+    )
+    log.tick()
+    log.idle()
+    assert len(caplog.records) == 2  # nothing pending: no empty summary
+
+
+def test_drops_are_summarised_per_reason(
+    log: DeliveryLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+    for _ in range(500):
+        log.dropped("queue_full", 1, "queue full (10000 messages)")
+    log.dropped("closed", 1, "the client is closed")
+    clock.now += 3
+    log.idle()
+    assert _lines(caplog, logging.ERROR) == [
+        "1 message(s) dropped (queue_full): queue full (10000 messages)",
+        "1 message(s) dropped (closed): the client is closed",
+        "499 more message(s) dropped (queue_full) over the last 3.0 s: "
+        "queue full (10000 messages)",
+    ]
+
+
+def test_abandoned_says_why(
+    log: DeliveryLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    log.abandoned(3)
+    log.attempt_failed("timed out after 10 s", 5)
+    log.abandoned(5)
+    log.abandoned(2, spooled=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "3 message(s) not delivered before the close deadline: they were still being sent "
+        "(a slow collector, or too short a deadline)",
+        "delivery is failing: timed out after 10 s; retrying, messages are kept meanwhile",
+        "5 message(s) not delivered before the close deadline: delivery was failing: "
+        "timed out after 10 s",
+        "2 message(s) not delivered before the close; they stay in the spool and the next "
+        "client on it sends them (delivery was failing: timed out after 10 s)",
+    ]
+    assert [r.levelno for r in caplog.records] == [
+        logging.ERROR, logging.WARNING, logging.ERROR, logging.WARNING
+    ]
+
+
+def test_no_line_has_the_logger_name_as_a_prefix(
+    log: DeliveryLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    log.attempt_failed("x", 1, retry=1, wait=1)
+    log.lost(1, "x")
+    log.lost(1, "x")
+    log.dropped("queue_full", 1, "x")
+    log.abandoned(1)
+    log.idle()
+    clock.now += 1
+    log.delivered(1)
+    assert len(caplog.records) == 7
+    assert not [r for r in caplog.records if r.getMessage().startswith("segment_client")]
