@@ -56,8 +56,8 @@ def test_describe_names_the_status_the_host_and_the_servers_message() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0.0 s"), (0.25, "0.25 s"), (2.5, "2.5 s"), (12.4, "12 s"), (125, "2 min 5 s"), (120, "2 min"),
-     (7200, "2 h"), (3720, "1 h 2 min")],
+    [(0, "0.0 s"), (0.25, "0.25 s"), (2.5, "2.5 s"), (12.4, "12 s"), (125, "2 min 5 s"),
+     (120, "2 min"), (7200, "2 h"), (3720, "1 h 2 min")],
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
