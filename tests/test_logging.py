@@ -226,3 +226,30 @@ def test_no_line_has_the_logger_name_as_a_prefix(
     log.delivered(1)
     assert len(caplog.records) == 7
     assert not [r for r in caplog.records if r.getMessage().startswith("segment_client")]
+
+
+def test_isolated_messages_have_their_own_window(
+    log: DeliveryLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+    log.lost(1, "HTTP 400 from h:1: bad field", kind="poison")
+    log.lost(1, "HTTP 400 from h:1: bad field", kind="poison")
+    log.lost(98, "HTTP 503 from h:1")
+    clock.now += 2
+    log.idle()
+    assert _lines(caplog, logging.ERROR) == [
+        "1 message(s) undeliverable, isolated from their batch: HTTP 400 from h:1: bad field",
+        "98 message(s) not delivered: HTTP 503 from h:1",
+        "1 more message(s) undeliverable, isolated from their batch over the last 2.0 s: "
+        "HTTP 400 from h:1: bad field",
+    ]
+
+
+def test_where_names_the_collector_of_an_http_transport() -> None:
+    from segment_client._log import where
+
+    class WithUrl:
+        url = "https://events.eu1.segmentapis.com/v1/batch"
+
+    assert where(WithUrl()) == "events.eu1.segmentapis.com:443"
+    assert where(object()) is None

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ._exceptions import APIError, DeliveryError
 
-__all__ = ["DeliveryLog", "describe", "format_duration", "host_port"]
+__all__ = ["DeliveryLog", "describe", "format_duration", "host_port", "where"]
 
 logger = logging.getLogger("segment_client")
 
@@ -186,7 +186,8 @@ class DeliveryLog:
     def lost(self, count: int, cause: str, *, kind: str = "failed") -> None:
         """`count` messages of one batch were given up with `cause` (ERROR, summarised).
 
-        `kind` separates the windows: "failed" for delivery, "drop:<reason>" for drops.
+        `kind` separates the windows: "failed" for delivery, "poison" for messages
+        isolated from their batch, "drop:<reason>" for drops.
         """
         if count <= 0:
             return
@@ -268,17 +269,25 @@ def _loss_line(
     kind: str, count: int, batches: int, cause: str, over: float | None
 ) -> tuple[str, tuple[object, ...]]:
     """The text and arguments of one ERROR line about `count` lost messages."""
-    if kind == "failed":
-        if over is None:
-            return "%d message(s) not delivered: %s", (count, cause)
-        return (
-            "%d more message(s) not delivered in %d batch(es) over the last %s: %s",
-            (count, batches, format_duration(over), cause),
-        )
-    reason = kind.partition(":")[2]
+    if kind.startswith("drop:"):
+        verb, per = f"dropped ({kind[5:]})", False
+    elif kind == "poison":
+        verb, per = "undeliverable, isolated from their batch", False
+    else:
+        verb, per = "not delivered", True
     if over is None:
-        return "%d message(s) dropped (%s): %s", (count, reason, cause)
-    return (
-        "%d more message(s) dropped (%s) over the last %s: %s",
-        (count, reason, format_duration(over), cause),
+        return "%d message(s) %s: %s", (count, verb, cause)
+    if per:
+        return (
+            "%d more message(s) %s in %d batch(es) over the last %s: %s",
+            (count, verb, batches, format_duration(over), cause),
+        )
+    return "%d more message(s) %s over the last %s: %s", (
+        count, verb, format_duration(over), cause,
     )
+
+
+def where(transport: object) -> str | None:
+    """`host:port` of a transport with a `url` (the HTTP transport), else None."""
+    url = getattr(transport, "url", None)
+    return host_port(url) if isinstance(url, str) else None
