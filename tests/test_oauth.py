@@ -23,7 +23,7 @@ from segment_client import (
     OAuthError,
     OAuthSettings,
 )
-from segment_client._oauth import OAuthTransport, TokenManager
+from segment_client._transports._auth import OAuth, TokenManager
 from tests._localhttp import Collector, LocalServer, Request, Response
 
 
@@ -274,9 +274,11 @@ def test_region_chooses_the_auth_server(rsa_key) -> None:
     eu = Client("wk", region="eu", oauth=OAuthSettings("c", "k", pem))
     us = Client("wk", oauth=OAuthSettings("c", "k", pem))
     try:
-        assert isinstance(eu._transport, OAuthTransport)
-        assert eu._transport.tokens.url == "https://oauth2.eu1.segmentapis.com/token"
-        assert us._transport.tokens.url == "https://oauth2.segment.io/token"  # type: ignore[attr-defined]
+        eu_auth = eu._consumer.sender.transport.auth  # type: ignore[attr-defined]
+        us_auth = us._consumer.sender.transport.auth  # type: ignore[attr-defined]
+        assert isinstance(eu_auth, OAuth) and isinstance(us_auth, OAuth)
+        assert eu_auth.tokens.url == "https://oauth2.eu1.segmentapis.com/token"
+        assert us_auth.tokens.url == "https://oauth2.segment.io/token"
     finally:
         eu.close_and_flush(1)
         us.close_and_flush(1)
