@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 from typing import Any
 
 import pytest
 
-from segment_client import ConfigurationError
+from segment_client import (
+    APIError,
+    Client,
+    ClientClosedError,
+    ConfigurationError,
+    DeliveryError,
+    DeliveryFailureEvent,
+    HttpRequestEvent,
+    HttpResponseEvent,
+)
 from segment_client._events import (
     EVENT_NAMES,
     EVENT_THREADS,
@@ -19,6 +29,10 @@ from segment_client._events import (
     Events,
     redact_headers,
 )
+from segment_client.testing import RecordingTransport
+
+from ._localhttp import Collector, LocalServer, Response
+from .conftest import CONSUMER_THREAD
 
 
 def test_every_event_has_a_documented_thread() -> None:
@@ -135,3 +149,140 @@ def test_redact_headers_keeps_the_scheme_and_hides_every_secret() -> None:
         "X-Echo": "key *** here",
         "Content-Type": "application/json",
     }
+
+
+# -- on a client ----------------------------------------------------------------------
+
+
+def test_a_client_emits_every_event_on_the_documented_thread() -> None:
+    seen: dict[str, list[tuple[Any, str]]] = {name: [] for name in EVENT_NAMES}
+
+    def recorder(name: str) -> Any:
+        return lambda event: seen[name].append((event, threading.current_thread().name))
+
+    collector = Collector([Response(503, b'{"message": "busy"}'), Response(200), 401])
+    with LocalServer(collector) as server:
+        client = Client("wk-secret", host=server.url, retry_base_delay=0, flush_at=1)
+        for name in EVENT_NAMES:
+            client.on(name, recorder(name))  # type: ignore[call-overload]
+        first = client.track("u", "E1")
+        assert client.flush(5)  # 503, then delivered
+        client.track("u", "E2")
+        assert not client.flush(5)  # 401: failed
+        assert client.close_and_flush(5)
+        late = client.track("u", "late")
+
+    caller, consumer = threading.current_thread().name, CONSUMER_THREAD
+    requests = seen["http_request"]
+    assert [(e.retry_count, e.message_count, t) for e, t in requests] == [
+        (0, 1, consumer), (1, 1, consumer), (0, 1, consumer),
+    ]
+    request = requests[0][0]
+    assert isinstance(request, HttpRequestEvent)
+    assert request.method == "POST" and request.url == server.url + "/v1/batch"
+    assert request.headers["Authorization"] == "Basic ***"
+    assert json.loads(request.body)["writeKey"] == "***"
+    assert json.loads(request.body)["batch"][0]["messageId"] == first
+    assert request.size == len(collector_bodies(server)[0])
+    responses = seen["http_response"]
+    assert [(e.status, e.reason, t) for e, t in responses] == [
+        (503, "Service Unavailable", consumer), (200, "OK", consumer),
+        (401, "Unauthorized", consumer),
+    ]
+    assert responses[0][0].body == '{"message": "busy"}'
+    assert all(isinstance(e, HttpResponseEvent) and e.elapsed > 0 for e, _ in responses)
+    # Failures: the 401 batch (consumer thread), then the call after close (caller's).
+    failures = seen["delivery_failure"]
+    assert [(type(e.error), e.count, t) for e, t in failures] == [
+        (APIError, 1, consumer), (ClientClosedError, 1, caller),
+    ]
+    assert failures[1][0].messages[0]["messageId"] == late
+    assert [(e.reason, e.count, t) for e, t in seen["drop"]] == [("closed", 1, caller)]
+    [(after_close, thread)] = seen["call_after_close"]
+    assert after_close.type == "track" and thread == caller
+    assert after_close.message["messageId"] == late
+    drained = [(e.delivered, e.failed, t) for e, t in seen["drained"]]
+    assert drained == [(1, 0, consumer), (1, 1, consumer)]
+
+
+def collector_bodies(server: LocalServer) -> list[bytes]:
+    return [request.body for request in server.requests]
+
+
+def test_on_error_and_delivery_failure_see_the_same_failures() -> None:
+    reported: list[tuple[DeliveryError, list[dict[str, Any]]]] = []
+    client = Client(
+        "wk", transport=RecordingTransport(fail_always=400),
+        on_error=lambda error, messages: reported.append((error, messages)),
+    )
+    events: list[DeliveryFailureEvent] = []
+    client.on("delivery_failure", events.append)
+    client.track("u", "E")
+    assert not client.flush(5)
+    client.close_and_flush(5)
+    assert len(reported) == len(events) == 1
+    assert events[0].error is reported[0][0] and events[0].messages == reported[0][1]
+
+
+def test_send_disabled_and_middleware_drops_are_drop_events() -> None:
+    client = Client("wk", transport=RecordingTransport(), send=False)
+    drops: list[DropEvent] = []
+    client.on("drop", drops.append)
+    client.track("u", "E")
+    client.close_and_flush(5)
+    assert drops == [DropEvent("send_disabled", 1)]
+    assert client.stats().dropped == {"send_disabled": 1}
+
+
+def test_a_raising_handler_never_reaches_the_caller_nor_stops_delivery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transport = RecordingTransport()
+    client = Client("wk", transport=transport)
+
+    def broken(event: object) -> None:
+        raise RuntimeError("handler bug")
+
+    client.on("drained", broken)
+    client.on("call_after_close", broken)
+    with caplog.at_level(logging.ERROR, logger="segment_client"):
+        client.track("u", "E")
+        assert client.flush(5)
+        client.close_and_flush(5)
+        client.track("u", "late")  # the handler raises on this thread: still no exception
+    assert len(transport.messages) == 1
+    assert [r.getMessage().split(" (")[0] for r in caplog.records if r.exc_info] == [
+        "a handler of the 'drained' event", "a handler of the 'call_after_close' event",
+    ]
+
+
+def test_a_client_rejects_unknown_event_names() -> None:
+    client = Client("wk", transport=RecordingTransport())
+    with pytest.raises(ConfigurationError, match="unknown event 'flush'"):
+        client.on("flush", print)  # type: ignore[call-overload]
+    client.close_and_flush(5)
+
+
+def test_no_handler_means_no_payload_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zero cost when nobody listens: no payload object is even constructed."""
+    import segment_client._consumer as consumer_module
+    import segment_client._transports._http as http_module
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a payload was built with nobody listening")
+
+    for module, names in (
+        (consumer_module, ("DropEvent", "DrainedEvent", "DeliveryFailureEvent",
+                           "CallAfterCloseEvent")),
+        (http_module, ("HttpRequestEvent", "HttpResponseEvent")),
+    ):
+        for name in names:
+            monkeypatch.setattr(module, name, forbidden)
+    collector = Collector([503])
+    with LocalServer(collector) as server:
+        client = Client("wk", host=server.url, retry_base_delay=0)
+        client.track("u", "E")
+        assert client.flush(5)
+        client.close_and_flush(5)
+        client.track("u", "late")
+    assert len(collector.messages) == 1

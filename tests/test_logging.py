@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+import time
 
 import pytest
+import requests
 
+from segment_client import Client, ConnectionDropped, DeliveryError, HTTPTransport
 from segment_client._exceptions import APIError, TransportError
 from segment_client._log import DeliveryLog, describe, format_duration, host_port
+from segment_client._transports._http import _plain_reason
+
+from ._localhttp import Collector, LocalServer, Response
 
 LOGGER = "segment_client"
 
@@ -204,7 +212,7 @@ def test_abandoned_says_why(
         "delivery is failing: timed out after 10 s; retrying, messages are kept meanwhile",
         "5 message(s) not delivered before the close deadline: delivery was failing: "
         "timed out after 10 s",
-        "2 message(s) not delivered before the close; they stay in the spool and the next "
+        "2 message(s) not delivered before the close; they stay in the queue and the next "
         "client on it sends them (delivery was failing: timed out after 10 s)",
     ]
     assert [r.levelno for r in caplog.records] == [
@@ -253,3 +261,144 @@ def test_where_names_the_collector_of_an_http_transport() -> None:
 
     assert where(WithUrl()) == "events.eu1.segmentapis.com:443"
     assert where(object()) is None
+
+
+# -- the whole story, through a real client ---------------------------------------------
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_unreachable_collector_is_explained_once_and_its_losses_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = _closed_port()
+    reported: list[DeliveryError] = []
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    client = Client(
+        "wk", host=f"http://127.0.0.1:{port}", flush_timeout=1.0,
+        on_error=lambda error, messages: reported.append(error),
+    )
+    for i in range(5):
+        client.track("u", f"E{i}")
+    started = time.monotonic()
+    assert client.flush() is False  # bounded by flush_timeout, not hanging
+    assert time.monotonic() - started < 10  # loose: not 10x the bound
+    assert client.close_and_flush() is False
+    cause = f"connection refused to 127.0.0.1:{port}"
+    assert _lines(caplog, logging.WARNING) == [
+        f"delivery is failing: {cause}; retrying, messages are kept meanwhile"
+    ]
+    assert _lines(caplog, logging.ERROR) == [
+        f"5 message(s) not delivered before the close deadline: delivery was failing: {cause}"
+    ]
+    assert _lines(caplog, logging.INFO) == []
+    debug = _lines(caplog, logging.DEBUG)
+    assert debug and all(line.startswith(f"batch of 5 message(s) failed: {cause}; retry ")
+                         for line in debug)
+    assert "Max retries" not in caplog.text
+    assert [str(error) for error in reported] == [
+        f"5 message(s) not delivered before the close deadline (delivery was failing: {cause})"
+    ]
+    assert client.stats().failed == 5
+
+
+def test_a_recovery_is_one_info_and_each_request_a_debug_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    collector = Collector([Response(503, b"upstream busy"), 503])
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    with LocalServer(collector) as server:
+        client = Client("wk", host=server.url, retry_base_delay=0, gzip=False)
+        client.track("u", "E")
+        assert client.close_and_flush(5)
+    where = f"127.0.0.1:{server.port}"
+    assert _lines(caplog, logging.WARNING) == [
+        f"delivery is failing: HTTP 503 from {where}: upstream busy; retrying, messages are "
+        "kept meanwhile"
+    ]
+    [info] = _lines(caplog, logging.INFO)
+    assert info.startswith("delivery recovered after ") and info.endswith("nothing was lost")
+    assert _lines(caplog, logging.ERROR) == []
+    size = len(server.requests[0].body)
+    posts = [line for line in _lines(caplog, logging.DEBUG) if line.startswith("POST ")]
+    assert [line.split(" in ")[0] for line in posts] == [
+        f"POST {where}: 1 message(s), {size} bytes, HTTP {status}" for status in (503, 503, 200)
+    ]
+    assert all(line.endswith(" ms") for line in posts)
+
+
+# -- the HTTP transport's words for "no answer" -----------------------------------------
+
+
+def _send(url: str, timeout: float = 5.0) -> TransportError:
+    transport = HTTPTransport("wk-secret", url=url + "/v1/batch", timeout=timeout)
+    try:
+        with pytest.raises(TransportError) as caught:
+            transport.send([b'{"type":"track"}'])
+    finally:
+        transport.close()
+    return caught.value
+
+
+def test_connection_refused_names_host_and_port() -> None:
+    port = _closed_port()
+    error = _send(f"http://127.0.0.1:{port}")
+    assert str(error) == f"connection refused to 127.0.0.1:{port}"
+
+
+def test_a_server_closing_the_connection_is_said_so() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def hang_up() -> None:
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.close()
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        error = _send(f"http://127.0.0.1:{port}")
+        thread.join(5)
+    assert isinstance(error, ConnectionDropped)
+    assert str(error) == f"127.0.0.1:{port} closed the connection without a complete answer"
+
+
+def test_a_silent_server_times_out_in_plain_words() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # accepts connections (the backlog) and never answers
+        port = listener.getsockname()[1]
+        error = _send(f"http://127.0.0.1:{port}", timeout=0.2)
+    assert str(error) == f"timed out after 0.2 s waiting for 127.0.0.1:{port}"
+
+
+def test_tls_to_a_plain_server_names_the_tls_failure() -> None:
+    with LocalServer(lambda request: Response()) as server:
+        error = _send(server.url.replace("http://", "https://"))
+    assert str(error).startswith(f"TLS failed with 127.0.0.1:{server.port}: ")
+    assert "Max retries" not in str(error)
+
+
+def test_dns_failures_and_unknown_errors_have_words_too() -> None:
+    url = "https://collector.example:8443/v1/batch"
+    dns = requests.ConnectionError(OSError("wrapped"))
+    dns.__cause__ = socket.gaierror(-2, "Name or service not known")
+    assert _plain_reason(dns, url, 10) == (
+        "could not resolve the host name of collector.example:8443"
+    )
+    odd = requests.RequestException("Max retries exceeded with url: /v1/batch (Caused by "
+                                    "Oddity('strange'))")
+    assert _plain_reason(odd, url, 10) == (
+        "RequestException talking to collector.example:8443: Oddity('strange')"
+    )
+    bare = requests.RequestException("Max retries exceeded with url: /v1/batch")
+    assert _plain_reason(bare, url, 10) == (
+        "RequestException talking to collector.example:8443: no answer"
+    )

@@ -23,6 +23,7 @@ from ._config import (
     check_timeout,
 )
 from ._consumer import Consumer, ErrorHandler
+from ._events import Events, EventSource
 from ._exceptions import ConfigurationError, DeliveryError, MessageTooLargeError
 from ._json import dumps
 from ._messages import (
@@ -74,7 +75,7 @@ def _scoped(
     return scope.apply(user_id, anonymous_id, context)
 
 
-class Client:
+class Client(EventSource):
     """A Segment client. Safe to share between threads; one per process is typical.
 
     The six calls validate and encode the message on the caller's thread, queue it and
@@ -201,7 +202,8 @@ class Client:
         self._middleware = MiddlewareChains()
         self._plan = plan
         self._transport_lock = threading.Lock()
-        transport = config.transport or _http_transport(config)
+        self._events = Events()
+        transport = config.transport or _http_transport(config, self._events)
         queue_factory = config.queue
         if config.spool_dir is not None:
             queue_factory = _spool_factory(
@@ -227,6 +229,7 @@ class Client:
             on_error=config.on_error,
             sync_mode=config.sync_mode,
             exit_timeout=config.shutdown_timeout,
+            events=self._events,
         )
         drops.target = self._consumer.drop
         self._drop = _drop_reporter(self._consumer)  # refers to the consumer only
@@ -574,14 +577,14 @@ class _LateDrop:
             self.target(reason, error, messages)
 
 
-def _http_transport(config: Any) -> HTTPTransport:
+def _http_transport(config: Any, events: Events) -> HTTPTransport:
     auth = None
     if config.oauth is not None:
         server = config.oauth.auth_server or oauth_server_for(config.host)
         auth = OAuth(config.oauth, auth_server=server)
     return HTTPTransport(
         config.write_key, url=config.host + config.path, timeout=config.request_timeout,
-        gzip=config.gzip, session_options=config.network, auth=auth,
+        gzip=config.gzip, session_options=config.network, auth=auth, events=events,
     )
 
 

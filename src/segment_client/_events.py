@@ -26,6 +26,7 @@ __all__ = [
     "DrainedEvent",
     "DropEvent",
     "EventName",
+    "EventSource",
     "Events",
     "HttpRequestEvent",
     "HttpResponseEvent",
@@ -47,14 +48,15 @@ EVENT_NAMES: tuple[EventName, ...] = (
 
 #: The thread each event's handlers run on.
 EVENT_THREADS: Mapping[EventName, str] = {
-    "http_request": "the thread sending the batch (the consumer thread; the caller's "
-    "in sync_mode)",
-    "http_response": "the thread sending the batch (the consumer thread; the caller's "
-    "in sync_mode)",
-    "delivery_failure": "the consumer thread for batches; the caller's for messages "
-    "dropped at the call",
+    "http_request": "the thread sending the batch: the consumer thread (the caller's in "
+    "sync_mode)",
+    "http_response": "the thread sending the batch: the consumer thread (the caller's in "
+    "sync_mode)",
+    "delivery_failure": "the thread sending the batch; the caller's for messages dropped "
+    "at the call",
     "drop": "the caller's thread, or the consumer thread for consumer-side middleware",
-    "drained": "the consumer thread",
+    "drained": "the thread sending the batch: the consumer thread (the caller's in "
+    "sync_mode)",
     "call_after_close": "the caller's thread",
 }
 
@@ -197,35 +199,6 @@ class Events:
         self.drained: tuple[Callable[[DrainedEvent], object], ...] = ()
         self.call_after_close: tuple[Callable[[CallAfterCloseEvent], object], ...] = ()
 
-    @overload
-    def on(
-        self, name: Literal["http_request"], handler: Callable[[HttpRequestEvent], object]
-    ) -> Callable[[], None]: ...
-    @overload
-    def on(
-        self, name: Literal["http_response"], handler: Callable[[HttpResponseEvent], object]
-    ) -> Callable[[], None]: ...
-    @overload
-    def on(
-        self, name: Literal["delivery_failure"],
-        handler: Callable[[DeliveryFailureEvent], object],
-    ) -> Callable[[], None]: ...
-    @overload
-    def on(
-        self, name: Literal["drop"], handler: Callable[[DropEvent], object]
-    ) -> Callable[[], None]: ...
-    @overload
-    def on(
-        self, name: Literal["drained"], handler: Callable[[DrainedEvent], object]
-    ) -> Callable[[], None]: ...
-    @overload
-    def on(
-        self, name: Literal["call_after_close"],
-        handler: Callable[[CallAfterCloseEvent], object],
-    ) -> Callable[[], None]: ...
-    @overload
-    def on(self, name: str, handler: Callable[[Any], object]) -> Callable[[], None]: ...
-
     def on(self, name: str, handler: Callable[[Any], object]) -> Callable[[], None]:
         """Call `handler(payload)` on every `name` event; returns the unsubscribe callable.
 
@@ -267,6 +240,52 @@ class Events:
             except Exception:
                 original = getattr(handler, "__wrapped__", handler)
                 logger.exception("a handler of the %r event (%r) raised; ignored", name, original)
+
+
+class EventSource:
+    """Gives a class holding `_events: Events` the public, typed `on()`."""
+
+    _events: Events
+
+    @overload
+    def on(
+        self, name: Literal["http_request"], handler: Callable[[HttpRequestEvent], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, name: Literal["http_response"], handler: Callable[[HttpResponseEvent], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, name: Literal["delivery_failure"],
+        handler: Callable[[DeliveryFailureEvent], object],
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, name: Literal["drop"], handler: Callable[[DropEvent], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, name: Literal["drained"], handler: Callable[[DrainedEvent], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, name: Literal["call_after_close"],
+        handler: Callable[[CallAfterCloseEvent], object],
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(self, name: str, handler: Callable[[Any], object]) -> Callable[[], None]: ...
+
+    def on(self, name: str, handler: Callable[[Any], object]) -> Callable[[], None]:
+        """Call `handler(payload)` on every `name` event; returns the unsubscribe callable.
+
+        Names: "http_request", "http_response", "delivery_failure", "drop", "drained",
+        "call_after_close" (docs/observability.md lists their payloads and threads).
+        The handler runs on the thread that produced the event; an exception it raises
+        is logged and ignored. Thread-safe; never blocks. Raises `ConfigurationError` for
+        an unknown name or a handler that is not callable.
+        """
+        return self._events.on(name, handler)
 
 
 def redact_headers(headers: Mapping[str, str], secrets: tuple[str, ...]) -> dict[str, str]:

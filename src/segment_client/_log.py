@@ -226,7 +226,8 @@ class DeliveryLog:
     def abandoned(self, count: int, *, spooled: bool = False) -> None:
         """At a close deadline `count` messages were not delivered: one ERROR with why.
 
-        `spooled`: they stay in the on-disk spool for the next process (a WARNING).
+        `spooled`: the queue (the on-disk spool) keeps them for the next process: a
+        WARNING.
         """
         self.idle()
         cause = self.cause
@@ -236,7 +237,7 @@ class DeliveryLog:
         )
         if spooled:
             self._log.warning(
-                "%d message(s) not delivered before the close; they stay in the spool and "
+                "%d message(s) not delivered before the close; they stay in the queue and "
                 "the next client on it sends them (%s)", count, why,
             )
         else:
