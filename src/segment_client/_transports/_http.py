@@ -341,10 +341,7 @@ def _plain_reason(exc: requests.RequestException, url: str, limit: float) -> str
         return next((cause for cause in chain if isinstance(cause, kind)), None)
 
     if isinstance(exc, requests.exceptions.ProxyError):
-        refused = found(ConnectionRefusedError) is not None
-        return f"the proxy could not be used to reach {where}" + (
-            ": connection to the proxy refused" if refused else ""
-        )
+        return f"the proxy could not be used to reach {where}: {_urllib3_cause(str(exc))}"
     if found(ConnectionRefusedError) is not None:
         return f"connection refused to {where}"
     if found(socket.gaierror) is not None or any(
@@ -369,7 +366,11 @@ def _plain_reason(exc: requests.RequestException, url: str, limit: float) -> str
     if os_error is not None:
         return f"could not connect to {where}: {os_error.strerror or os_error}"
     inner = chain[-1]
-    text = str(inner)
-    if "Max retries exceeded" in text:  # keep what urllib3 says caused it, if anything
-        text = text.partition("(Caused by ")[2].removesuffix(")") or "no answer"
-    return f"{type(inner).__name__} talking to {where}: {text}"
+    return f"{type(inner).__name__} talking to {where}: {_urllib3_cause(str(inner))}"
+
+
+def _urllib3_cause(text: str) -> str:
+    """`text` without urllib3's "Max retries exceeded with url: ..." wrapper."""
+    if "Max retries exceeded" not in text:
+        return text
+    return text.partition("(Caused by ")[2].removesuffix(")") or "no answer"
