@@ -81,6 +81,14 @@ class Sender:
         self._transport = transport
         self._timeout_kw = _accepts_timeout(transport)
 
+    def pause(self, seconds: float) -> bool:
+        """Wait `seconds` between attempts; True when a close interrupted the wait.
+
+        The one place the sender waits (tests replace it, with `_clock`, to drive
+        retries on a fake clock).
+        """
+        return self.stop.wait(seconds)
+
     @property
     def transport(self) -> Transport:
         """The transport the next attempt uses."""
@@ -195,7 +203,7 @@ class Sender:
             self.log.attempt_failed(
                 describe(error, where(self._transport)), len(part), retry=attempt, wait=wait
             )
-            if self.stop.wait(wait):
+            if self.pause(wait):
                 return error, False
 
     def _attempt(

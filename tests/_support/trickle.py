@@ -61,6 +61,8 @@ class TrickleServer:
     def close(self) -> None:
         self._stop.set()
         with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        with contextlib.suppress(OSError):
             self._sock.close()
         self._accepter.join(5)
         for thread in self._threads:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import requests
 
+from segment_client._checks import check_number
 from segment_client._exceptions import (
     APIError,
     ConfigurationError,
@@ -122,9 +123,7 @@ class OAuthSettings:
                     f"OAuthSettings.auth_server must be an http(s) URL, got {server!r}"
                 )
             object.__setattr__(self, "auth_server", server.rstrip("/"))
-        timeout = self.timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigurationError(f"OAuthSettings.timeout must be > 0, got {timeout!r}")
+        check_number("OAuthSettings.timeout", self.timeout, minimum=0, inclusive=False)
 
     def __repr__(self) -> str:
         return (
