@@ -30,8 +30,8 @@ from segment_client._events import (
     redact_headers,
 )
 from segment_client.testing import RecordingTransport
+from tests._support.localhttp import LocalServer, Response, ScriptedAPI
 
-from ._localhttp import Collector, LocalServer, Response
 from .conftest import CONSUMER_THREAD
 
 
@@ -160,7 +160,7 @@ def test_a_client_emits_every_event_on_the_documented_thread() -> None:
     def recorder(name: str) -> Any:
         return lambda event: seen[name].append((event, threading.current_thread().name))
 
-    collector = Collector([Response(503, b'{"message": "busy"}'), Response(200), 401])
+    collector = ScriptedAPI([Response(503, b'{"message": "busy"}'), Response(200), 401])
     with LocalServer(collector) as server:
         client = Client("wk-secret", host=server.url, retry_base_delay=0, flush_at=1)
         for name in EVENT_NAMES:
@@ -278,7 +278,7 @@ def test_no_handler_means_no_payload_is_built(monkeypatch: pytest.MonkeyPatch) -
     ):
         for name in names:
             monkeypatch.setattr(module, name, forbidden)
-    collector = Collector([503])
+    collector = ScriptedAPI([503])
     with LocalServer(collector) as server:
         client = Client("wk", host=server.url, retry_base_delay=0)
         client.track("u", "E")

@@ -14,8 +14,7 @@ from segment_client import Client, ConnectionDropped, DeliveryError, HTTPTranspo
 from segment_client._exceptions import APIError, TransportError
 from segment_client._log import DeliveryLog, describe, format_duration, host_port
 from segment_client._transports._http import _plain_reason
-
-from ._localhttp import Collector, LocalServer, Response
+from tests._support.localhttp import LocalServer, Response, ScriptedAPI
 
 LOGGER = "segment_client"
 
@@ -310,7 +309,7 @@ def test_an_unreachable_collector_is_explained_once_and_its_losses_counted(
 def test_a_recovery_is_one_info_and_each_request_a_debug_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    collector = Collector([Response(503, b"upstream busy"), 503])
+    collector = ScriptedAPI([Response(503, b"upstream busy"), 503])
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     with LocalServer(collector) as server:
         client = Client("wk", host=server.url, retry_base_delay=0, gzip=False)

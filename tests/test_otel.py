@@ -14,8 +14,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from segment_client import Client, MissingDependencyError
 from segment_client.otel import METER_NAME, instrument
 from segment_client.testing import RecordingTransport
-
-from ._localhttp import Collector, LocalServer
+from tests._support.localhttp import LocalServer, ScriptedAPI
 
 Points = dict[str, dict[tuple[tuple[str, Any], ...], Any]]
 
@@ -84,7 +83,7 @@ def test_the_bridge_shows_the_same_figures_as_stats_after_failures(
 def test_request_latency_is_a_histogram_by_status(
     reader: InMemoryMetricReader, provider: MeterProvider
 ) -> None:
-    collector = Collector([503])
+    collector = ScriptedAPI([503])
     with LocalServer(collector) as server:
         client = Client(
             "wk", host=server.url, sync_mode=True, retry_base_delay=0, gzip=False
