@@ -401,3 +401,17 @@ def test_dns_failures_and_unknown_errors_have_words_too() -> None:
     assert _plain_reason(bare, url, 10) == (
         "RequestException talking to collector.example:8443: no answer"
     )
+
+
+def test_no_log_call_in_the_package_repeats_the_logger_name() -> None:
+    """A `%(name)s` format would show "segment_client: segment_client: ..." otherwise."""
+    import re
+    from pathlib import Path
+
+    import segment_client
+
+    root = Path(segment_client.__file__).parent
+    call = re.compile(r'logger\.(?:debug|info|warning|error|exception|log)\(\s*f?"segment_client')
+    offenders = [str(path.relative_to(root)) for path in sorted(root.rglob("*.py"))
+                 if call.search(path.read_text(encoding="utf-8"))]
+    assert offenders == []
