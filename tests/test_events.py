@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,3 +288,33 @@ def test_no_handler_means_no_payload_is_built(monkeypatch: pytest.MonkeyPatch) -
         client.close_and_flush(5)
         client.track("u", "late")
     assert len(collector.messages) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_handlers_stay_registered_in_a_forked_child(tmp_path: Path) -> None:
+    out = tmp_path / "child.json"
+    client = Client("wk", transport=RecordingTransport())
+    drained: list[DrainedEvent] = []
+    client.on("drained", drained.append)
+    client.track("u", "parent")
+    assert client.flush(5)
+    with client._events._lock:  # held at fork: the child must not inherit it held
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                off = client.on("drop", print)  # would deadlock on the inherited lock
+                off()
+                client.track("u", "child")
+                ok = client.flush(5)
+                out.write_text(json.dumps({"ok": ok, "drained": [e.delivered for e in drained]}))
+                client.close_and_flush(5)
+                code = 0
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert json.loads(out.read_text()) == {"ok": True, "drained": [1, 1]}
+    assert client.close_and_flush(5)
+    assert [e.delivered for e in drained] == [1]

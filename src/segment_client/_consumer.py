@@ -126,6 +126,7 @@ class Consumer:
         self._progress = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = self.sender.stop = threading.Event()  # set when the close deadline passes
+        self.log = self.sender.log = DeliveryLog(clock=self._clock)
         self._deadline: float | None = None  # the close deadline, once close() runs
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -157,6 +158,7 @@ class Consumer:
         # The child inherits copies of the parent's queue and locks (possibly held by a
         # thread that does not exist here). The parent sends its own messages; the child
         # starts empty so nothing is sent twice.
+        self.events.after_fork()
         self._init_state()
 
     # -- caller side ---------------------------------------------------------------

@@ -232,6 +232,11 @@ class Events:
 
         return unsubscribe
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been held by a thread
+        that does not exist here). The handlers stay registered."""
+        self._lock = threading.Lock()
+
     def emit(self, name: EventName, payload: object) -> None:
         """Run every handler of `name` on this thread; their exceptions are logged."""
         for handler in getattr(self, name):

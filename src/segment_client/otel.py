@@ -34,6 +34,7 @@ attributes `http.response.status_code`, `server.address` and `server.port`.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -118,6 +119,9 @@ class _Instruments:
             )
         self.duration = _histogram(meter)
 
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
     def add(self, member: Instrumentation) -> None:
         with self._lock:
             self._members.append(member)
@@ -160,6 +164,18 @@ class _Instruments:
 _registry_lock = threading.Lock()
 # One `_Instruments` per provider, for as long as the provider lives.
 _registry: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+
+
+def _after_fork_in_child() -> None:
+    # Locks held by a thread of the parent at fork would never be released here.
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for instruments in list(_registry.values()):
+        instruments.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _instruments_for(provider: MeterProvider) -> _Instruments:
