@@ -81,8 +81,8 @@ class Client(EventSource):
     The six calls validate and encode the message on the caller's thread, queue it and
     return its `messageId` without waiting for the network. A background thread sends
     batches. Only programmer errors raise (`ConfigurationError` here, `MessageError`
-    from a call); delivery problems go to `on_error`, the `segment_client` logger and
-    `stats()`.
+    from a call); delivery problems go to `on_error`, the events (`on()`), the
+    `segment_client` logger and `stats()`.
 
     Args:
         write_key: the source's write key; defaults to `$SEGMENT_WRITE_KEY`.
@@ -97,7 +97,8 @@ class Client(EventSource):
         send: False validates and counts but never sends.
         sync_mode: True sends within each call, on the caller's thread (no thread).
         on_error: `on_error(error, messages)` for every message not delivered; runs on
-            the consumer thread (the caller's for drops); its exceptions are logged.
+            the consumer thread (the caller's for drops); its exceptions are logged. The
+            short form of `on("delivery_failure", handler)`.
         transport: a custom `Transport` (tests, proxies); replaces the HTTP transport.
         shutdown_timeout: the bound on the close performed at interpreter exit.
         flush_timeout: the bound, in seconds, on `flush()` and `close_and_flush()` called
