@@ -204,7 +204,7 @@ class Sender:
             attempt += 1
             self._on_retry(len(part))
             self.log.attempt_failed(
-                describe(error, where(self._transport)), len(part), retry=attempt, wait=wait
+                describe(error, where(self.transport)), len(part), retry=attempt, wait=wait
             )
             if self.pause(wait):
                 return error, False
