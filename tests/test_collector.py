@@ -518,6 +518,7 @@ def test_extension_points_a_route_a_view_and_a_store_listener(
     assert http.get(collector.url + "/v1/hello?name=x", timeout=5).json() == {"hello": "x"}
     assert http.get(collector.url + "/v1/views", timeout=5).json() == [
         {"path": "/", "title": "Live events"},
+        {"path": "/static/profiles.html", "title": "Profiles"},
         {"path": "/static/other.html", "title": "Other view"},
     ]
     messages = [track(), track(messageId="same"), track(messageId="same")]

@@ -57,6 +57,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="require the write key on the first line of this file")
     parser.add_argument("--strict", action="store_true",
                         help="answer 400 to a batch with an invalid message")
+    parser.add_argument("--analytics-js-dir", metavar="DIR",
+                        help="serve analytics.js (@segment/analytics-next) from this "
+                             "node_modules (default: ./node_modules when it has it)")
     parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                         help="let web pages of this origin (e.g. http://localhost:3000) "
                              "send events, with CORS (repeatable)")
@@ -129,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             faults=faults(args.fault), seed=args.seed,
             log=None if args.quiet else sys.stdout, discard=args.discard,
             validator=plan_validator(args.tracking_plan),
+            analytics_js_dir=args.analytics_js_dir,
             allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
             max_connections=args.max_connections, idle_timeout=args.idle_timeout,
         )
@@ -146,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
         auth += "; events from " + ", ".join(args.allow_origin)
     print(f"segment-client collector listening on {url} (POST {url}/v1/batch; "
           f"page {url}/; db {args.db}; {auth}); Ctrl-C to stop", flush=True)
+    if collector.browser.build is not None:
+        print(f"analytics.js served: snippet script {url}/analytics.js/v2/KEY/analytics.min.js"
+              f" with analytics._cdn=\"{url}\"", flush=True)
     interrupt_on_sigterm()
     try:
         collector.serve_forever()

@@ -51,7 +51,9 @@ MAX_REQUEST_BYTES = 500 * 1024
 # Messages per batch request (the wire format's limit; clients never send more).
 MAX_BATCH_MESSAGES = 2500
 SINGLE_ROUTES = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
-INGEST_PATHS = ("/v1/batch", "/v1/import", *SINGLE_ROUTES)
+# analytics.js posts to one-letter routes (`/v1/t` for a track, ...; `/v1/b` a batch).
+SINGLE_ROUTES.update({f"/v1/{kind[0]}": kind for kind in MESSAGE_TYPES})
+INGEST_PATHS = ("/v1/batch", "/v1/import", "/v1/b", *SINGLE_ROUTES)
 # Checks the write key of a parsed body: (headers, body object); raises HttpError.
 KeyCheck = Callable[[Headers, dict[str, Any]], None]
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

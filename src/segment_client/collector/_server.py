@@ -16,11 +16,13 @@ A feature module usually offers `register(collector)` doing those calls.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TextIO
 
+from . import _analytics_js, _profiles
 from ._access import AccessPolicy
 from ._faults import Fault, FaultPlan
 from ._http import HttpServer, Request
@@ -57,6 +59,9 @@ class Collector:
         log: a stream for one line per batch (None: quiet).
         discard: count only (totals, types, events, duplicates, batches) without
             validating or storing messages: for benchmarks that must not measure SQLite.
+        analytics_js_dir: where the `@segment/analytics-next` build is (a node_modules,
+            the package or its dist/umd) for the collector to serve; None: ./node_modules
+            when it has one. See docs/identity.md.
         allowed_origins: browser origins (`"http://localhost:3000"`) that may send
             events (analytics.js), answered with CORS; other origins get 403. `"*"`
             allows every origin (any page you visit could then write events).
@@ -81,6 +86,7 @@ class Collector:
         validator: Validator | None = None,
         log: TextIO | None = None,
         discard: bool = False,
+        analytics_js_dir: str | os.PathLike[str] | None = None,
         allowed_origins: Iterable[str] = (),
         allowed_hosts: Iterable[str] = (),
         max_connections: int = 256,
@@ -107,6 +113,9 @@ class Collector:
         self.routes.on_refusal = self._refused
         register_builtin_routes(self.routes, self)
         self.ingest.register(self.routes)
+        # Feature modules (identity graph, analytics.js): their own routes and listeners.
+        self.profiles = _profiles.register(self)
+        self.browser = _analytics_js.register(self, analytics_js_dir)
         self._server: HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._refused_connections = 0  # by servers already stopped

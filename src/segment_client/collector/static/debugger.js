@@ -256,6 +256,7 @@
     row.dataset.kind = "event";
     row.dataset.type = type;
     if (m.messageId !== undefined) row.dataset.messageId = str(m.messageId);
+    if (ev.source && ev.source.kind) row.dataset.source = str(ev.source.kind);  // profile-links.js
 
     var typeCell = el("span", "cell type");
     typeCell.appendChild(badge(type, "t-" + (KNOWN_TYPES.indexOf(type) >= 0 ? type : "other")));
