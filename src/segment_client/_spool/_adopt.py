@@ -105,7 +105,7 @@ def _read_writer(dir_fd: int, writer: Writer, trust: Trust) -> Adopted:
         fmt = rec.parse_file_header(header)
         if fmt is None:
             # Another format version: a newer client may read it; leave it alone.
-            logger.warning("segment_client: leaving spool files of %s (unknown version)", wid)
+            logger.warning("leaving spool files of %s (unknown version)", wid)
             for _, _, other in opened:
                 os.close(other)
             release(dir_fd, writer, unlink=False)
@@ -147,7 +147,7 @@ def _read_cursor(fd: int) -> tuple[int, int, int | None] | None:
         return rec.unpack_cursor(os.pread(fd, rec.CURSOR_SIZE, 0))
     except ValueError:
         logger.warning(
-            "segment_client: a spool ack file is damaged; its messages may be sent twice "
+            "a spool ack file is damaged; its messages may be sent twice "
             "(same messageIds)"
         )
         return None

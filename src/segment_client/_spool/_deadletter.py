@@ -79,7 +79,7 @@ class DeadLetters:
             return self._append(_line(data, error, dt.datetime.now(dt.timezone.utc)))
         except (OSError, ValueError, TypeError) as exc:  # never into the consumer
             logger.error(
-                "segment_client: could not write a message to the dead-letter file: %s", exc
+                "could not write a message to the dead-letter file: %s", exc
             )
             return False
 
@@ -88,7 +88,7 @@ class DeadLetters:
         try:
             return self._append(text.encode() + b"\n")
         except OSError as exc:
-            logger.error("segment_client: could not write the dead-letter file: %s", exc)
+            logger.error("could not write the dead-letter file: %s", exc)
             return False
 
     def _append(self, line: bytes) -> bool:

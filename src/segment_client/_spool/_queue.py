@@ -217,7 +217,7 @@ class SpoolQueue(WriterSide):
                 out = self._take_pass(max_count, max_bytes)
                 if out or self._depth <= 0:
                     return out
-            logger.error("segment_client: spool depth %d but nothing readable", self._depth)
+            logger.error("spool depth %d but nothing readable", self._depth)
             return []
 
     def _take_pass(self, max_count: int, max_bytes: int) -> list[bytes]:
@@ -329,13 +329,13 @@ class SpoolQueue(WriterSide):
         try:
             names = os.listdir(self._dir_fd)
         except OSError as exc:
-            logger.warning("segment_client: cannot list the spool directory: %s", exc)
+            logger.warning("cannot list the spool directory: %s", exc)
             return
         for wid in sorted(writer_ids(names) - self._skipped):
             try:
                 found = adopt(self._dir_fd, wid, self._trust)
             except OSError as exc:
-                logger.warning("segment_client: cannot adopt spool files of %s: %s", wid, exc)
+                logger.warning("cannot adopt spool files of %s: %s", wid, exc)
                 self._skipped.add(wid)
                 continue
             if found is None:
@@ -350,13 +350,13 @@ class SpoolQueue(WriterSide):
                     error = DeliveryError(text)
                     self._report_loss(QueueLoss("spool_corrupt", error, found.lost, False))
                 else:
-                    logger.warning("segment_client: %s", text)
+                    logger.warning("%s", text)
             writer = found.writer
             if writer is None:
                 continue
             if found.recovered:
                 logger.info(
-                    "segment_client: adopted %d spooled message(s) left by %s",
+                    "adopted %d spooled message(s) left by %s",
                     found.recovered, wid,
                 )
             with self._lock:

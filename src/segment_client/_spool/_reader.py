@@ -71,7 +71,7 @@ def read_batch(
                     full = True
                     break
         except OSError as exc:  # the file vanished or cannot be read: count the rest lost
-            logger.error("segment_client: cannot read spool file %s: %s", segment.name, exc)
+            logger.error("cannot read spool file %s: %s", segment.name, exc)
             off = ends[i]
         if full:
             break

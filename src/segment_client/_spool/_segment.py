@@ -80,7 +80,7 @@ def map_segment(segment: Segment, cap: int) -> bool:
         prot = mmap.PROT_READ | mmap.PROT_WRITE
         segment.mm = mmap.mmap(segment.fd, cap, mmap.MAP_SHARED, prot)
     except (OSError, ValueError, AttributeError) as exc:
-        logger.debug("segment_client: spool file %s not mapped: %s", segment.name, exc)
+        logger.debug("spool file %s not mapped: %s", segment.name, exc)
         # Give back whatever was allocated; appends continue at the logical end.
         with contextlib.suppress(OSError):
             os.ftruncate(segment.fd, segment.size)

@@ -74,4 +74,4 @@ class SyncThread:
             try:
                 self._work()
             except Exception:  # never let the sync thread die silently
-                logger.exception("segment_client: the spool sync thread failed")
+                logger.exception("the spool sync thread failed")

@@ -103,7 +103,7 @@ class WriterSide:
                 raise
             # A full disk: start anyway. Adopted files can be sent and acknowledged
             # without new space; puts are refused until a segment can be created.
-            logger.warning("segment_client: no space for a new spool file: %s", exc)
+            logger.warning("no space for a new spool file: %s", exc)
             self._live_seg = Segment("", -1, 0, 0, 0)
             self._no_space(exc)
             return writer
@@ -233,6 +233,6 @@ class WriterSide:
             os.pwrite(writer.ack_fd, rec.pack_cursor(seq, offset, index), 0)
         except OSError as exc:
             # Only costs duplicates (same messageIds) after a crash, never a loss.
-            logger.warning("segment_client: could not record spool progress: %s", exc)
+            logger.warning("could not record spool progress: %s", exc)
             return
         self._acks_dirty.add(writer.ack_fd)
