@@ -220,6 +220,13 @@ def _add_typegen(subparsers: Any) -> None:
     add_parser(subparsers)
 
 
+@command
+def _add_destinations(subparsers: Any) -> None:
+    from .collector._routing._command import add_parser
+
+    add_parser(subparsers)
+
+
 def _plan_validator(path: str | None) -> Callable[[dict[str, Any]], list[str]] | None:
     if path is None:
         return None
