@@ -257,7 +257,7 @@ ERROR_CASES = [
 @pytest.mark.parametrize(("data", "text"), [c[1:] for c in ERROR_CASES],
                          ids=[c[0] for c in ERROR_CASES])
 def test_bad_files_name_the_field(data: Any, text: str) -> None:
-    with pytest.raises(DestinationsError, match=None) as info:
+    with pytest.raises(DestinationsError) as info:
         parse_destinations(data)
     assert text in str(info.value)
 
@@ -290,7 +290,7 @@ def test_toml_and_json_files_give_the_same_destinations(tmp_path: Path) -> None:
     assert load_destinations(toml_path) == load_destinations(json_path)
     bad = tmp_path / "bad.toml"
     bad.write_text("[[destinations]\n")
-    with pytest.raises(DestinationsError, match="bad.toml: not valid TOML"):
+    with pytest.raises(DestinationsError, match=r"bad\.toml: not valid TOML"):
         load_destinations(bad)
     worse = tmp_path / "bad.json"
     worse.write_text('{"destinations": [{"name": 3}]}')
