@@ -1,0 +1,154 @@
+"""Loading stored messages into Segment's warehouse schema, one transaction per chunk.
+
+`Warehouse.load(records)` turns each record into rows (`_schema.rows_for`), creates the
+tables and adds the columns they need (a property that first appears late adds its
+column, as Segment's loaders do), inserts with a repeated messageId skipped, and upserts
+`users` with the latest traits. Not thread-safe: the tailer thread owns it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._engines import Engine, open_engine, quote
+from ._schema import Row, coerce, iso, rows_for
+
+__all__ = ["Record", "Warehouse"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored message: its store row id, when it was received, the message.
+
+    A `duplicate` (a messageId seen before) is skipped, as Segment dedupes: loading it
+    again could put an older identify's traits back into `users`.
+    """
+
+    row_id: int
+    received_at: str
+    message: Mapping[str, Any]
+    duplicate: bool = False
+
+
+class Warehouse:
+    """One warehouse database kept in Segment's schema. Owned by one thread."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.engine = engine or open_engine(url)
+        self.url = url
+        self._columns = self.engine.columns()
+        self.rows_written = 0
+        self.conversion_losses = 0  # values a column of another kind could not hold
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def tables(self) -> dict[str, list[str]]:
+        """Every table and its columns, as loaded so far (a copy)."""
+        return {table: list(columns) for table, columns in sorted(self._columns.items())}
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query on the warehouse (from the owning thread)."""
+        return self.engine.query(sql, args)
+
+    def load(self, records: Iterable[Record], *, now: dt.datetime | None = None) -> int:
+        """Load records in one transaction; returns the rows written (skipped repeats too).
+
+        On a database error the transaction is rolled back, the schema cache reloaded,
+        and the error raised for the caller to retry.
+        """
+        loaded_at = iso(now or dt.datetime.now(dt.timezone.utc))
+        rows: list[Row] = []
+        for record in records:
+            if record.duplicate or not _reaches_segment(record.message):
+                continue
+            rows.extend(rows_for(record.message, record.received_at, loaded_at,
+                                 f"row-{record.row_id}"))
+        if not rows:
+            return 0
+        engine = self.engine
+        engine.begin()
+        try:
+            self._evolve(rows)
+            inserts: dict[tuple[str, tuple[str, ...]], list[list[Any]]] = {}
+            users: dict[Any, dict[str, tuple[str, Any]]] = {}
+            for row in rows:
+                if row.upsert:
+                    merged = users.setdefault(row.values["id"], {})
+                    merged.update({c: (row.kinds[c], v) for c, v in row.values.items()})
+                    continue
+                columns = tuple(row.values)
+                inserts.setdefault((row.table, columns), []).append(
+                    [self._param(row.table, c, v) for c, v in row.values.items()]
+                )
+            for (table, columns), params in inserts.items():
+                engine.executemany(
+                    f"INSERT INTO {engine.table(table)} ({', '.join(map(quote, columns))})"
+                    f" VALUES ({', '.join([engine.placeholder] * len(columns))})"
+                    " ON CONFLICT (id) DO NOTHING",
+                    params,
+                )
+            for merged in users.values():
+                columns = tuple(merged)
+                updates = ", ".join(
+                    f"{quote(c)} = excluded.{quote(c)}" for c in columns if c != "id"
+                )
+                engine.execute(
+                    f"INSERT INTO {engine.table('users')} ({', '.join(map(quote, columns))})"
+                    f" VALUES ({', '.join([engine.placeholder] * len(columns))})"
+                    f" ON CONFLICT (id) DO UPDATE SET {updates}",
+                    [self._param("users", c, v) for c, (_, v) in merged.items()],
+                )
+            engine.commit()
+        except BaseException:
+            engine.rollback()
+            self._columns = self.engine.columns()
+            raise
+        self.rows_written += len(rows)
+        return len(rows)
+
+    def _param(self, table: str, column: str, value: Any) -> Any:
+        kind = self._columns[table][column]
+        converted, fitted = coerce(value, kind)
+        if not fitted:
+            self.conversion_losses += 1
+        return self.engine.value(kind, converted)
+
+    def _evolve(self, rows: Sequence[Row]) -> None:
+        """Create missing tables and add missing columns (inside the transaction)."""
+        engine = self.engine
+        wanted: dict[str, dict[str, str]] = {}
+        for row in rows:
+            known = self._columns.get(row.table, {})
+            adding = wanted.setdefault(row.table, {})
+            for column, kind in row.kinds.items():
+                if column not in known and column not in adding:
+                    adding[column] = kind
+        for table, new in wanted.items():
+            if not new:
+                continue
+            if table not in self._columns:
+                # `id` first and the primary key: a repeated messageId is skipped.
+                columns = {"id": new.pop("id", "text"), **new}
+                definitions = ", ".join(
+                    f"{quote(c)} {engine.sql_type(k)}" + (" PRIMARY KEY" if c == "id" else "")
+                    for c, k in columns.items()
+                )
+                engine.execute(f"CREATE TABLE {engine.table(table)} ({definitions})")
+                self._columns[table] = columns
+                continue
+            for column, kind in new.items():
+                engine.execute(
+                    f"ALTER TABLE {engine.table(table)} ADD COLUMN {quote(column)}"
+                    f" {engine.sql_type(kind)}"
+                )
+                self._columns[table][column] = kind
+
+
+def _reaches_segment(message: Any) -> bool:
+    # integrations["Segment.io"] false: Segment never receives it, nor its warehouse.
+    integrations = message.get("integrations") if isinstance(message, Mapping) else None
+    return not (isinstance(integrations, Mapping) and integrations.get("Segment.io") is False)
