@@ -7,9 +7,20 @@ thread behind the store and reports its lag.
 
 from __future__ import annotations
 
-from ._load import Record, Warehouse
-from ._schema import snake, table_for_event
-from ._tailer import WarehouseLoader, redact, store_source
+from segment_client.collector._follow import store_source
+from segment_client.collector._records import Record
 
-__all__ = ["Record", "Warehouse", "WarehouseLoader", "redact", "snake", "store_source",
-           "table_for_event"]
+from ._load import Warehouse, redact
+from ._loader import THREAD_NAME, WarehouseLoader
+from ._schema import snake, table_for_event
+
+__all__ = [
+    "THREAD_NAME",
+    "Record",
+    "Warehouse",
+    "WarehouseLoader",
+    "redact",
+    "snake",
+    "store_source",
+    "table_for_event",
+]

@@ -9,28 +9,16 @@ column, as Segment's loaders do), inserts with a repeated messageId skipped, and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from segment_client.collector._records import Record, reaches_segment
 
 from ._engines import Engine, open_engine, quote
 from ._schema import Row, coerce, iso, rows_for
 
-__all__ = ["Record", "Warehouse"]
-
-
-@dataclass(frozen=True)
-class Record:
-    """One stored message: its store row id, when it was received, the message.
-
-    A `duplicate` (a messageId seen before) is skipped, as Segment dedupes: loading it
-    again could put an older identify's traits back into `users`.
-    """
-
-    row_id: int
-    received_at: str
-    message: Mapping[str, Any]
-    duplicate: bool = False
+__all__ = ["Warehouse", "redact"]
 
 
 class Warehouse:
@@ -38,13 +26,22 @@ class Warehouse:
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.engine = engine or open_engine(url)
-        self.url = url
+        self.url = redact(url)
         self._columns = self.engine.columns()
         self.rows_written = 0
         self.conversion_losses = 0  # values a column of another kind could not hold
 
     def close(self) -> None:
         self.engine.close()
+
+    def status(self) -> dict[str, Any]:
+        """The URL (password hidden), rows written, values lost to kinds, table count."""
+        return {
+            "url": self.url,
+            "rows_written": self.rows_written,
+            "conversion_losses": self.conversion_losses,
+            "tables": len(self._columns),
+        }
 
     def tables(self) -> dict[str, list[str]]:
         """Every table and its columns, as loaded so far (a copy)."""
@@ -63,7 +60,7 @@ class Warehouse:
         loaded_at = iso(now or dt.datetime.now(dt.timezone.utc))
         rows: list[Row] = []
         for record in records:
-            if record.duplicate or not _reaches_segment(record.message):
+            if record.duplicate or not reaches_segment(record.message):
                 continue
             rows.extend(rows_for(record.message, record.received_at, loaded_at,
                                  f"row-{record.row_id}"))
@@ -148,7 +145,14 @@ class Warehouse:
                 self._columns[table][column] = kind
 
 
-def _reaches_segment(message: Any) -> bool:
-    # integrations["Segment.io"] false: Segment never receives it, nor its warehouse.
-    integrations = message.get("integrations") if isinstance(message, Mapping) else None
-    return not (isinstance(integrations, Mapping) and integrations.get("Segment.io") is False)
+
+def redact(url: str) -> str:
+    """The URL without its password (for status and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + host))

@@ -1,10 +1,11 @@
-"""The warehouse loader thread: follows the store by row id, behind ingest, never in it.
+"""A thread that follows the store by row id, behind ingest, never in it.
 
 Ingest only calls `notify(last_id)` after a committed batch (a lock, a comparison and a
-`notify`: no I/O, no waiting on the warehouse). The thread reads new rows from the store
-in chunks and loads each chunk in one transaction, so the warehouse trails the store by a
-lag that `status()` reports in rows and seconds. A database error is reported there too
-and retried after a pause; ingest goes on regardless. Thread-safe.
+`notify`: no I/O, no waiting on the follower). The thread reads new rows from the store
+in chunks and hands each chunk to its sink (the warehouse loads it in one transaction,
+the usage counter counts it), so the sink trails the store by a lag that `status()`
+reports in rows and seconds. A sink's error is reported there too and retried after a
+pause; ingest goes on regardless. Thread-safe.
 """
 
 from __future__ import annotations
@@ -14,58 +15,51 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Protocol
 
-from ._load import Record, Warehouse
+from ._records import Record
 
-__all__ = ["THREAD_NAME", "WarehouseLoader", "redact", "store_source"]
+__all__ = ["Fetch", "Sink", "StoreFollower", "store_source"]
 
 logger = logging.getLogger("segment_client.collector")
 
-THREAD_NAME = "segment_client.collector.warehouse"
 Fetch = Callable[[int, int], Sequence[Record]]
 
 
-def redact(url: str) -> str:
-    """The URL without its password (for status and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit(parts._replace(netloc=user + host))
+class Sink(Protocol):
+    """What a follower feeds: `load` a chunk (oldest first), `close` at the end."""
+
+    def load(self, records: Sequence[Record]) -> object: ...
+    def close(self) -> None: ...
+    def status(self) -> dict[str, Any]: ...
 
 
-class WarehouseLoader:
-    """Keeps one warehouse loaded from the store on a background thread. Thread-safe.
+class StoreFollower:
+    """Feeds one sink from the store on a background thread named `name`. Thread-safe.
 
     `fetch(after_id, limit)` returns the stored records with a row id above `after_id`,
-    oldest first, at most `limit`. Opening the warehouse happens in the constructor, so a
-    bad URL or an unreachable database fails there, before the collector serves.
+    oldest first, at most `limit`.
     """
 
     def __init__(
         self,
-        url: str,
         fetch: Fetch,
+        sink: Sink,
         *,
+        name: str,
         chunk: int = 2000,
         retry_wait: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        warehouse: Warehouse | None = None,
     ) -> None:
-        self.url = redact(url)
-        self.warehouse = warehouse or Warehouse(url)
+        self.sink = sink
+        self.name = name
         self._fetch = fetch
         self._chunk = chunk
         self._retry_wait = retry_wait
         self._clock = clock
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._db_lock = threading.Lock()  # the warehouse connection: loads and queries
+        self._sink_lock = threading.Lock()  # loads and reads of the sink, one at a time
         self._loaded = 0
         self._known = 0
         self._poke = True  # look once at start: the store may hold rows already
@@ -79,7 +73,7 @@ class WarehouseLoader:
         with self._lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
 
     def notify(self, last_id: int) -> None:
@@ -91,42 +85,41 @@ class WarehouseLoader:
                 self._changed.notify_all()
 
     def status(self) -> dict[str, Any]:
-        """Where loading stands: rows and seconds behind the store, errors, sizes."""
+        """Where the sink stands: rows and seconds behind the store, its error, its own."""
         with self._lock:
             lag_rows = max(self._known - self._loaded, 0)
             lag_seconds = self._clock() - self._marks[0][1] if self._marks and lag_rows else 0.0
-            return {
-                "url": self.url,
+            status = {
                 "loaded_id": self._loaded,
                 "store_id": self._known,
                 "lag_rows": lag_rows,
                 "lag_seconds": round(max(lag_seconds, 0.0), 3),
-                "rows_written": self.warehouse.rows_written,
-                "conversion_losses": self.warehouse.conversion_losses,
-                "tables": len(self.warehouse.tables()),
                 "error": self._error,
             }
+        with self._sink_lock:
+            status.update(self.sink.status())
+        return status
 
     def wait_loaded(self, row_id: int, timeout: float | None = 10.0) -> bool:
         """Block until every row up to `row_id` is loaded (or `timeout`)."""
         with self._lock:
             return self._changed.wait_for(lambda: self._loaded >= row_id, timeout)
 
-    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read query on the warehouse between loads (blocks while one runs)."""
-        with self._db_lock:
-            return self.warehouse.query(sql, args)
+    def read(self, fn: Callable[[Any], Any]) -> Any:
+        """`fn(sink)` between two loads (blocks while one runs): a consistent read."""
+        with self._sink_lock:
+            return fn(self.sink)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread (after the chunk in progress) and close the database."""
+        """Stop the thread (after the chunk in progress) and close the sink."""
         with self._lock:
             self._stopping = True
             self._changed.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        with self._db_lock:
-            self.warehouse.close()
+        with self._sink_lock:
+            self.sink.close()
 
     def _run(self) -> None:
         while True:
@@ -141,12 +134,12 @@ class WarehouseLoader:
             try:
                 records = self._fetch(after, self._chunk)
                 if records:
-                    with self._db_lock:
-                        self.warehouse.load(records)
+                    with self._sink_lock:
+                        self.sink.load(records)
             except Exception as exc:  # noqa: BLE001 - reported in status(), retried
                 text = f"{type(exc).__name__}: {exc}"
                 if text != self._error:
-                    logger.error("collector: warehouse %s: %s", self.url, text)
+                    logger.error("collector: %s: %s", self.name, text)
                 with self._lock:
                     self._error = text
                     self._poke = True
