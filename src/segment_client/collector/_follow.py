@@ -1,11 +1,14 @@
-"""A thread that follows the store by row id, behind ingest, never in it.
+"""A thread that follows the store, behind ingest, never in it.
 
-Ingest only calls `notify(last_id)` after a committed batch (a lock, a comparison and a
-`notify`: no I/O, no waiting on the follower). The thread reads new rows from the store
-in chunks and hands each chunk to its sink (the warehouse loads it in one transaction,
-the usage counter counts it), so the sink trails the store by a lag that `status()`
-reports in rows and seconds. A sink's error is reported there too and retried after a
-pause; ingest goes on regardless. Thread-safe.
+Two feeds, one order. The store's listener hands over each committed batch's rows
+(`on_rows`: a lock and a deque append on the ingest thread, no I/O, no waiting on the
+follower), and the thread passes them to its sink in row-id order. When that feed cannot
+be trusted to be complete (the follower starts on a store that already holds rows;
+batches announced out of order by concurrent connections; more than `max_pending` rows
+waiting; a sink error), the thread reads the store by row id instead until it has caught
+up, then goes back to the listener's rows. So the sink trails the store by a lag that
+`status()` reports in rows and seconds; a sink's error is reported there too and retried
+after a pause, and ingest goes on regardless. Thread-safe.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ Fetch = Callable[[int, int], Sequence[Record]]
 
 
 class Sink(Protocol):
-    """What a follower feeds: `load` a chunk (oldest first), `close` at the end."""
+    """What a follower feeds: `load` a chunk (oldest first), `status`, `close`.
+
+    `status()` may run while `load` does (on another thread): it reads plain counters.
+    """
 
     def load(self, records: Sequence[Record]) -> object: ...
     def close(self) -> None: ...
@@ -38,7 +44,9 @@ class StoreFollower:
     """Feeds one sink from the store on a background thread named `name`. Thread-safe.
 
     `fetch(after_id, limit)` returns the stored records with a row id above `after_id`,
-    oldest first, at most `limit`.
+    oldest first, at most `limit`. Wire `on_rows` / `on_clear` as the store's listener
+    (or call `notify(last_id)` when there is none). A sink with a `clear()` method has
+    it called after the store is cleared.
     """
 
     def __init__(
@@ -48,6 +56,7 @@ class StoreFollower:
         *,
         name: str,
         chunk: int = 2000,
+        max_pending: int = 100_000,
         retry_wait: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -55,6 +64,7 @@ class StoreFollower:
         self.name = name
         self._fetch = fetch
         self._chunk = chunk
+        self._max_pending = max_pending
         self._retry_wait = retry_wait
         self._clock = clock
         self._lock = threading.Lock()
@@ -62,7 +72,12 @@ class StoreFollower:
         self._sink_lock = threading.Lock()  # loads and reads of the sink, one at a time
         self._loaded = 0
         self._known = 0
+        # The listener's rows, contiguous after what the store reads covered; only used
+        # while `_complete` (else the store is read by id).
+        self._pending: deque[Record] = deque()
+        self._complete = False
         self._poke = True  # look once at start: the store may hold rows already
+        self._clearing = False
         self._marks: deque[tuple[int, float]] = deque()  # (row id, when it was committed)
         self._error: str | None = None
         self._stopping = False
@@ -76,13 +91,50 @@ class StoreFollower:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
 
+    # -- feeds (ingest threads) ---------------------------------------------------------
+
+    def on_rows(self, rows: Sequence[Any]) -> None:
+        """The store listener: one committed batch's rows (`id`, `received_at`,
+        `duplicate`, `message`), oldest first. Quick; never blocks on the sink."""
+        if not rows:
+            return
+        first, last = rows[0].id, rows[-1].id
+        with self._lock:
+            if last <= self._known:
+                return  # announced late: the store reads cover it
+            if (
+                self._complete and first == self._known + 1
+                and len(self._pending) + len(rows) <= self._max_pending
+            ):
+                self._pending.extend(
+                    Record(r.id, r.received_at, r.message, r.duplicate) for r in rows
+                )
+            else:
+                self._pending.clear()
+                self._complete = False
+            self._known = last
+            self._marks.append((last, self._clock()))
+            self._changed.notify_all()
+
+    def on_clear(self) -> None:
+        """The store listener: the store was cleared (the sink may forget its state)."""
+        with self._lock:
+            self._clearing = True
+            self._pending.clear()
+            self._complete = False
+            self._changed.notify_all()
+
     def notify(self, last_id: int) -> None:
-        """Rows up to `last_id` are committed in the store. Never blocks on the warehouse."""
+        """Rows up to `last_id` are committed in the store (read them from it)."""
         with self._lock:
             if last_id > self._known:
                 self._known = last_id
+                self._pending.clear()
+                self._complete = False
                 self._marks.append((last_id, self._clock()))
                 self._changed.notify_all()
+
+    # -- reads --------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         """Where the sink stands: rows and seconds behind the store, its error, its own."""
@@ -96,8 +148,7 @@ class StoreFollower:
                 "lag_seconds": round(max(lag_seconds, 0.0), 3),
                 "error": self._error,
             }
-        with self._sink_lock:
-            status.update(self.sink.status())
+        status.update(self.sink.status())  # never waits for a load in progress
         return status
 
     def wait_loaded(self, row_id: int, timeout: float | None = 10.0) -> bool:
@@ -121,30 +172,43 @@ class StoreFollower:
         with self._sink_lock:
             self.sink.close()
 
+    # -- the thread ---------------------------------------------------------------------
+
     def _run(self) -> None:
         while True:
             with self._lock:
                 self._changed.wait_for(
-                    lambda: self._stopping or self._poke or self._known > self._loaded
+                    lambda: self._stopping or self._poke or self._clearing
+                    or self._known > self._loaded
                 )
                 if self._stopping:
                     return
+                clearing, self._clearing = self._clearing, False
+                if clearing:  # the rows not loaded yet are gone with the store
+                    self._loaded = max(self._loaded, self._known)
+                    self._marks.clear()
                 self._poke = False
                 after = self._loaded
+                records: list[Record] | None = None
+                if self._complete and self._pending:
+                    count = min(self._chunk, len(self._pending))
+                    records = [self._pending.popleft() for _ in range(count)]
+            from_store = records is None
             try:
-                records = self._fetch(after, self._chunk)
+                if clearing:
+                    clear = getattr(self.sink, "clear", None)
+                    if clear is not None:
+                        with self._sink_lock:
+                            clear()
+                if records is None:
+                    records = list(self._fetch(after, self._chunk))
                 if records:
                     with self._sink_lock:
                         self.sink.load(records)
             except Exception as exc:  # noqa: BLE001 - reported in status(), retried
-                text = f"{type(exc).__name__}: {exc}"
-                if text != self._error:
-                    logger.error("collector: %s: %s", self.name, text)
-                with self._lock:
-                    self._error = text
-                    self._poke = True
-                    if self._changed.wait_for(lambda: self._stopping, self._retry_wait):
-                        return
+                self._failed(exc)
+                if self._stopping_after(self._retry_wait):
+                    return
                 continue
             with self._lock:
                 self._error = None
@@ -152,15 +216,32 @@ class StoreFollower:
                     last = records[-1].row_id
                     self._loaded = last
                     self._known = max(self._known, last)
-                    # A full chunk: there may be more than the store has announced.
-                    self._poke = len(records) >= self._chunk
+                    # A full chunk read from the store: there may be more.
+                    self._poke = from_store and len(records) >= self._chunk
                     while self._marks and self._marks[0][0] <= last:
                         self._marks.popleft()
-                else:
+                elif from_store:
                     self._loaded = max(self._loaded, self._known)
                     self._marks.clear()
+                if from_store and self._loaded >= self._known:
+                    # Caught up: from here on the listener's rows are complete.
+                    self._pending.clear()
+                    self._complete = True
                 self._changed.notify_all()
 
+    def _failed(self, exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self._error:
+            logger.error("collector: %s: %s", self.name, text)
+        with self._lock:
+            self._error = text
+            self._pending.clear()  # the store has them: read it once the sink is back
+            self._complete = False
+            self._poke = True
+
+    def _stopping_after(self, seconds: float) -> bool:
+        with self._lock:
+            return self._changed.wait_for(lambda: self._stopping, seconds)
 
 
 def store_source(store: Any) -> Fetch:

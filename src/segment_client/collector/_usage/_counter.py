@@ -33,10 +33,15 @@ class UsageCounter:
     def __init__(self, router: Router | None = None, linked: Linker | None = None) -> None:
         self.router = router or Router()
         self.linked = linked
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every count (the store was cleared)."""
         self._users = MonthlyUsers()
         self._api_calls: Counter[str] = Counter()  # by month
         self._delivered: dict[str, Counter[str]] = {}  # month -> destination -> events
         self._minutes: OrderedDict[str, Counter[str]] = OrderedDict()
+        self.calls = 0  # API calls (every message Segment receives)
         self.not_sent = 0  # integrations["Segment.io"] false: never reaches Segment
         self.first: str | None = None
         self.last: str | None = None
@@ -58,6 +63,7 @@ class UsageCounter:
         # Segment bills every call it receives, repeats included; it dedupes before
         # destinations, so a repeat reaches none.
         self._api_calls[month] += 1
+        self.calls += 1
         if self.first is None or received < self.first:
             self.first = received
         if self.last is None or received > self.last:
@@ -81,7 +87,7 @@ class UsageCounter:
         """Nothing to release (the counts live in memory)."""
 
     def status(self) -> dict[str, Any]:
-        return {"api_calls": sum(self._api_calls.values()), "not_sent": self.not_sent}
+        return {"api_calls": self.calls, "not_sent": self.not_sent}
 
     def months(self) -> list[dict[str, Any]]:
         """Per calendar month: MTU (and its parts), API calls, events per destination."""
