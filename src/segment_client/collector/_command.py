@@ -46,7 +46,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--write-key", help="require this write key (401 otherwise)")
     parser.add_argument("--strict", action="store_true",
                         help="answer 400 to a batch with an invalid message")
+    # Routing, warehouse and usage (collector/_destinations.py).
+    parser.add_argument("--destinations", metavar="FILE",
+                        help="route by this destinations file (TOML or JSON); see Usage")
+    parser.add_argument("--warehouse", metavar="URL",
+                        help="keep Segment's warehouse schema loaded: sqlite:PATH or "
+                             "postgresql://USER@HOST/DB")
     parser.set_defaults(handler=run)
+    from ._usage._command import add_parser as add_report
+
+    add_report(parser.add_subparsers(dest="collector_command", metavar="ACTION"))
     return parser
 
 
@@ -93,9 +102,13 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    from ._destinations import attach_options
+
+    destinations = attach_options(collector, args.destinations, args.warehouse)
     try:
         url = collector.start()
     except OSError as exc:
+        destinations.close()
         collector.store.close()
         print(f"segment-client: cannot listen on {args.host}:{args.port}: {exc}",
               file=sys.stderr)
@@ -110,5 +123,6 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         collector.close()
+        destinations.close()
     print("segment-client collector stopped", flush=True)
     return 0

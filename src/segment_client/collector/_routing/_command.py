@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from ._config import Destination, DestinationsError, Filter, load_destinations
 from ._decide import Router
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "filter_text"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -74,11 +74,12 @@ def _describe(destination: Destination) -> dict[str, Any]:
     return {
         "name": destination.name,
         "enabled": destination.enabled,
-        "filters": [_filter_text(f) for f in destination.filters],
+        "filters": [filter_text(f) for f in destination.filters],
     }
 
 
-def _filter_text(rule: Filter) -> str:
+def filter_text(rule: Filter) -> str:
+    """One filter in a line: its name, action and condition."""
     parts: list[str] = []
     if rule.match.types:
         parts.append("type " + "|".join(rule.match.types))
@@ -105,7 +106,7 @@ def _print_text(
         state = "" if destination.enabled else " (disabled)"
         print(f"  {destination.name}{state}", file=out)
         for rule in destination.filters:
-            print(f"    - {_filter_text(rule)}", file=out)
+            print(f"    - {filter_text(rule)}", file=out)
     for sample, routing in zip(samples, routings, strict=True):
         label = sample.get("event") or sample.get("type") or "message"
         print(f"message {label!r}:", file=out)

@@ -1,0 +1,260 @@
+"""Routing, warehouse and usage attached to a running collector: `Destinations`.
+
+`Destinations(collector, "destinations.toml", warehouse="sqlite:wh.sqlite3")` follows
+the collector's store (a listener; loading and counting run on their own threads, so
+ingest never waits for them) and adds read routes and the Usage view:
+
+- `GET /v1/destinations`: the destinations, their filters, events delivered to each.
+- `GET /v1/routing?ids=1,2,3` and `GET /v1/routing/<id>`: which destinations receive a
+  stored message (by its row id) and why.
+- `GET /v1/usage?multiplier=2&minutes=60`: MTUs, API calls, events per destination,
+  the projected month, events per minute; with the counter's lag.
+- `GET /v1/warehouse`: the warehouse loader's lag, errors and size.
+- the Usage view, `/static/usage.html`.
+
+Thread-safe. `close()` stops the threads and closes the warehouse.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._follow import StoreFollower, store_source
+from ._http import HttpError, Request, Response, json_response
+from ._routes import int_arg
+from ._routing import Destination, Router, Routing, load_destinations
+from ._routing._command import filter_text
+from ._usage import Linker, UsageCounter
+
+if TYPE_CHECKING:
+    from ._server import Collector
+    from ._warehouse import WarehouseLoader
+
+__all__ = ["Destinations", "attach_options"]
+
+USAGE_THREAD = "segment_client.collector.usage"
+_MAX_IDS = 500
+_MAX_SPAN = 5000  # the widest row-id range one routing lookup reads
+
+
+class Destinations:
+    """Routing, usage counting and (optionally) a warehouse for one collector.
+
+    Args:
+        collector: the collector to follow (started or not).
+        destinations: a destinations file (TOML or JSON), a list of `Destination`, or
+            None (no destinations: usage still counts MTUs and API calls).
+        warehouse: `sqlite:PATH` or `postgresql://...` to keep loaded, or None.
+        linked: the identity graph's `linked(anonymous_id) -> bool` for the MTU count
+            (None: links come from messages carrying both ids).
+
+    Raises DestinationsError or OSError for a bad destinations file, ValueError /
+    MissingDependencyError / the driver's error for a warehouse that cannot be opened;
+    nothing is attached then.
+    """
+
+    def __init__(
+        self,
+        collector: Collector,
+        destinations: str | Path | list[Destination] | None = None,
+        *,
+        warehouse: str | None = None,
+        linked: Linker | None = None,
+    ) -> None:
+        if destinations is None:
+            listed: list[Destination] = []
+        elif isinstance(destinations, (str, Path)):
+            listed = load_destinations(destinations)
+        else:
+            listed = list(destinations)
+        self.collector = collector
+        self.router = Router(listed)
+        fetch = store_source(collector.store)
+        self.loader: WarehouseLoader | None = None
+        if warehouse is not None:
+            from ._warehouse import WarehouseLoader
+
+            self.loader = WarehouseLoader(warehouse, fetch)
+        self.usage = StoreFollower(fetch, UsageCounter(self.router, linked), name=USAGE_THREAD)
+        self._removers = []
+        for follower in (self.usage, self.loader):
+            if follower is not None:
+                self._removers.append(collector.add_listener(follower.on_rows,
+                                                             follower.on_clear))
+                follower.start()
+        self._register()
+
+    # -- Python API ---------------------------------------------------------------------
+
+    def route(self, message: dict[str, Any]) -> Routing:
+        """The routing of one message (pure; need not be stored)."""
+        return self.router.route(message)
+
+    def routing(self, row_id: int) -> dict[str, Any] | None:
+        """The routing of the stored message with this row id (None: no such row)."""
+        return self._routings([row_id]).get(row_id)
+
+    def report(self, multiplier: float = 1.0, minutes: int = 60) -> dict[str, Any]:
+        """The usage report (see `UsageCounter.report`) with the counter's lag."""
+        report: dict[str, Any] = self.usage.read(
+            lambda counter: counter.report(multiplier, minutes)
+        )
+        report["lag"] = _lag(self.usage.status())
+        return report
+
+    def wait(self, timeout: float | None = 10.0) -> bool:
+        """Block until usage and the warehouse have caught up with every stored message."""
+        last = self.collector.store.events(limit=1)[1]
+        followers = [f for f in (self.usage, self.loader) if f is not None]
+        return all(f.wait_loaded(last, timeout) for f in followers)
+
+    def warehouse_status(self) -> dict[str, Any]:
+        """The loader's lag, error and size; `{"enabled": False}` without a warehouse."""
+        if self.loader is None:
+            return {"enabled": False}
+        return {"enabled": True, **self.loader.status()}
+
+    def close(self) -> None:
+        """Stop following the store, stop the threads, close the warehouse."""
+        for remove in self._removers:
+            remove()
+        self._removers = []
+        self.usage.close()
+        if self.loader is not None:
+            self.loader.close()
+
+    def __enter__(self) -> Destinations:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- routes -------------------------------------------------------------------------
+
+    def _routings(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        if not ids:
+            return {}
+        low, high = min(ids), max(ids)
+        wanted = set(ids)
+        found: dict[int, dict[str, Any]] = {}
+        # One read per window of row ids: the debugger asks for a page of neighbours.
+        start = low
+        while start <= high:
+            rows, _ = self.collector.store.events(after=start - 1, limit=_MAX_SPAN,
+                                                  oldest_first=True)
+            for row in rows:
+                if row["id"] > high:
+                    break
+                if row["id"] in wanted:
+                    found[row["id"]] = {
+                        "id": row["id"],
+                        "messageId": row["message"].get("messageId"),
+                        "duplicate": row["duplicate"],
+                        **self.router.route(row["message"]).to_dict(),
+                    }
+            if not rows or rows[-1]["id"] >= high:
+                break
+            start = rows[-1]["id"] + 1
+        return found
+
+    def _register(self) -> None:
+        routes = self.collector.routes
+
+        def destinations(request: Request) -> Response:
+            delivered = self.usage.read(lambda counter: counter.report(1.0, 1)["destinations"])
+            return json_response(200, {
+                "destinations": [
+                    {"name": d.name, "enabled": d.enabled,
+                     "filters": [filter_text(f) for f in d.filters],
+                     "events": delivered.get(d.name, 0)}
+                    for d in self.router.destinations
+                ],
+                "lag": _lag(self.usage.status()),
+            })
+
+        def routing_many(request: Request) -> Response:
+            text = request.query().get("ids", "")
+            try:
+                ids = [int(part) for part in text.split(",") if part.strip()]
+            except ValueError:
+                raise HttpError(400, f"ids must be comma-separated row ids, got {text!r}") \
+                    from None
+            if len(ids) > _MAX_IDS:
+                raise HttpError(400, f"at most {_MAX_IDS} ids per request, got {len(ids)}")
+            found = self._routings(ids)
+            return json_response(200, {
+                "destinations": self.router.names,
+                "routing": {str(i): found[i] for i in ids if i in found},
+            })
+
+        def routing_one(request: Request) -> Response:
+            text = request.path[len("/v1/routing/"):]
+            if not text.isdigit():
+                raise HttpError(400, f"expected /v1/routing/<row id>, got {request.path!r}")
+            found = self.routing(int(text))
+            if found is None:
+                return json_response(404, {"error": f"no stored message with id {text}"})
+            return json_response(200, found)
+
+        def usage(request: Request) -> Response:
+            query = request.query()
+            multiplier = _float_arg(query, "multiplier", 1.0)
+            minutes = int_arg(query, "minutes", 60, maximum=24 * 60) or 60
+            return json_response(200, self.report(multiplier, minutes))
+
+        def warehouse(request: Request) -> Response:
+            return json_response(200, self.warehouse_status())
+
+        routes.add("GET", "/v1/destinations", destinations)
+        routes.add("GET", "/v1/routing", routing_many)
+        routes.add("GET", "/v1/routing/", routing_one, prefix=True)
+        routes.add("GET", "/v1/usage", usage)
+        routes.add("GET", "/v1/warehouse", warehouse)
+        routes.add_view("/static/usage.html", "Usage")
+
+
+def _lag(status: dict[str, Any]) -> dict[str, Any]:
+    return {key: status[key] for key in ("lag_rows", "lag_seconds", "error")}
+
+
+def _float_arg(query: dict[str, str], name: str, default: float) -> float:
+    if name not in query:
+        return default
+    try:
+        value = float(query[name])
+    except ValueError:
+        raise HttpError(400, f"{name} must be a number, got {query[name]!r}") from None
+    if not math.isfinite(value) or not 0 < value <= 1_000_000:
+        raise HttpError(400, f"{name} must be above 0 and at most 1000000, got {value}")
+    return value
+
+
+def attach_options(
+    collector: Collector, destinations: str | None, warehouse: str | None
+) -> Destinations:
+    """`Destinations` for the `--destinations` / `--warehouse` options.
+
+    Raises UsageError naming the option (the collector is closed then).
+    """
+    from segment_client._cli import UsageError
+
+    from ._routing import DestinationsError
+
+    try:
+        listed = load_destinations(destinations) if destinations else []
+    except (OSError, DestinationsError) as exc:
+        collector.close()
+        raise UsageError(f"--destinations: {exc}") from None
+    try:
+        return Destinations(collector, listed, warehouse=warehouse)
+    except Exception as exc:  # noqa: BLE001 - also the driver's own (cannot connect, ...)
+        collector.close()
+        raise UsageError(f"--warehouse: {type(exc).__name__}: {exc}") from None
