@@ -9,7 +9,8 @@ ingest never waits for them) and adds read routes and the Usage view:
   stored message (by its row id) and why.
 - `GET /v1/usage?multiplier=2&minutes=60`: MTUs, API calls, events per destination,
   the projected month, events per minute; with the counter's lag.
-- `GET /v1/warehouse`: the warehouse loader's lag, errors and size.
+- `GET /v1/warehouse`: the warehouse loader's lag, errors and size (`?schema=1`: every
+  table with its columns and row count).
 - the Usage view, `/static/usage.html`.
 
 Thread-safe. `close()` stops the threads and closes the warehouse.
@@ -31,7 +32,7 @@ from ._usage import Linker, UsageCounter
 
 if TYPE_CHECKING:
     from ._server import Collector
-    from ._warehouse import WarehouseLoader
+    from ._warehouse import Warehouse, WarehouseLoader
 
 __all__ = ["Destinations", "attach_options"]
 
@@ -111,11 +112,18 @@ class Destinations:
         followers = [f for f in (self.usage, self.loader) if f is not None]
         return all(f.wait_loaded(last, timeout) for f in followers)
 
-    def warehouse_status(self) -> dict[str, Any]:
-        """The loader's lag, error and size; `{"enabled": False}` without a warehouse."""
+    def warehouse_status(self, schema: bool = False) -> dict[str, Any]:
+        """The loader's lag, error and size; `{"enabled": False}` without a warehouse.
+
+        `schema`: also every table with its columns and row count (queries the warehouse
+        between two loads).
+        """
         if self.loader is None:
             return {"enabled": False}
-        return {"enabled": True, **self.loader.status()}
+        status: dict[str, Any] = {"enabled": True, **self.loader.status()}
+        if schema:
+            status["schema"] = self.loader.read(_schema)
+        return status
 
     def close(self) -> None:
         """Stop following the store, stop the threads, close the warehouse."""
@@ -211,7 +219,8 @@ class Destinations:
             return json_response(200, self.report(multiplier, minutes))
 
         def warehouse(request: Request) -> Response:
-            return json_response(200, self.warehouse_status())
+            schema = request.query().get("schema") in ("1", "true")
+            return json_response(200, self.warehouse_status(schema))
 
         routes.add("GET", "/v1/destinations", destinations)
         routes.add("GET", "/v1/routing", routing_many)
@@ -219,6 +228,14 @@ class Destinations:
         routes.add("GET", "/v1/usage", usage)
         routes.add("GET", "/v1/warehouse", warehouse)
         routes.add_view("/static/usage.html", "Usage")
+
+
+def _schema(warehouse: Warehouse) -> list[dict[str, Any]]:
+    tables = []
+    for table, columns in warehouse.tables().items():
+        [(rows,)] = warehouse.query(f"SELECT COUNT(*) FROM {warehouse.engine.table(table)}")
+        tables.append({"table": table, "rows": int(rows), "columns": columns})
+    return tables
 
 
 def _lag(status: dict[str, Any]) -> dict[str, Any]:

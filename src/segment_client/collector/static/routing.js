@@ -128,8 +128,13 @@
     }).observe(stream, { childList: true });
   }
 
-  getJSON("/v1/destinations").then(function (body) {
-    var names = (body && Array.isArray(body.destinations) ? body.destinations : []).map(function (d) { return String(d.name); });
-    if (names.length) start(names);
+  // Only a collector with routing attached lists the Usage view (and has /v1/destinations).
+  getJSON("/v1/views").then(function (views) {
+    var attached = Array.isArray(views) && views.some(function (v) { return v && v.path === "/static/usage.html"; });
+    if (!attached) return null;
+    return getJSON("/v1/destinations").then(function (body) {
+      var names = (body && Array.isArray(body.destinations) ? body.destinations : []).map(function (d) { return String(d.name); });
+      if (names.length) start(names);
+    });
   }).catch(function () { /* no routing on this collector: the view is unchanged */ });
 })();

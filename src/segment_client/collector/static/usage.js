@@ -134,6 +134,22 @@
     }
     table(report);
     chart(report.per_minute);
+    schema(warehouse);
+  }
+
+  function schema(warehouse) {
+    var tables = warehouse && Array.isArray(warehouse.schema) ? warehouse.schema : null;
+    $("schema-section").hidden = !tables;
+    var body = $("schema");
+    clear(body);
+    (tables || []).forEach(function (t) {
+      var row = el("tr");
+      row.setAttribute("data-table", String(t.table));
+      row.appendChild(el("td", "table-name", t.table));
+      row.appendChild(el("td", "num rows", num(t.rows)));
+      row.appendChild(el("td", "columns", (Array.isArray(t.columns) ? t.columns : []).join(", ")));
+      body.appendChild(row);
+    });
   }
 
   function getJSON(url) {
@@ -152,7 +168,7 @@
 
   function poll() {
     var url = "/v1/usage?multiplier=" + encodeURIComponent(String(multiplier()));
-    return Promise.all([getJSON(url), getJSON("/v1/warehouse")]).then(
+    return Promise.all([getJSON(url), getJSON("/v1/warehouse?schema=1")]).then(
       function (answers) { show(answers[0], answers[1]); setStatus(true); },
       function (err) { setStatus(false, err); }
     );
