@@ -78,6 +78,7 @@ class StoreFollower:
         self._complete = False
         self._poke = True  # look once at start: the store may hold rows already
         self._clearing = False
+        self._clears = (0, 0)  # (asked for, done): wait_loaded waits for both to match
         self._marks: deque[tuple[int, float]] = deque()  # (row id, when it was committed)
         self._error: str | None = None
         self._stopping = False
@@ -120,6 +121,7 @@ class StoreFollower:
         """The store listener: the store was cleared (the sink may forget its state)."""
         with self._lock:
             self._clearing = True
+            self._clears = (self._clears[0] + 1, self._clears[1])
             self._pending.clear()
             self._complete = False
             self._changed.notify_all()
@@ -152,9 +154,12 @@ class StoreFollower:
         return status
 
     def wait_loaded(self, row_id: int, timeout: float | None = 10.0) -> bool:
-        """Block until every row up to `row_id` is loaded (or `timeout`)."""
+        """Block until every row up to `row_id` is loaded and every clear applied (or
+        `timeout`)."""
         with self._lock:
-            return self._changed.wait_for(lambda: self._loaded >= row_id, timeout)
+            return self._changed.wait_for(
+                lambda: self._loaded >= row_id and self._clears[0] == self._clears[1], timeout
+            )
 
     def read(self, fn: Callable[[Any], Any]) -> Any:
         """`fn(sink)` between two loads (blocks while one runs): a consistent read."""
@@ -184,6 +189,7 @@ class StoreFollower:
                 if self._stopping:
                     return
                 clearing, self._clearing = self._clearing, False
+                clears = self._clears[0]
                 if clearing:  # the rows not loaded yet are gone with the store
                     self._loaded = max(self._loaded, self._known)
                     self._marks.clear()
@@ -206,12 +212,14 @@ class StoreFollower:
                     with self._sink_lock:
                         self.sink.load(records)
             except Exception as exc:  # noqa: BLE001 - reported in status(), retried
-                self._failed(exc)
+                self._failed(exc, clearing)
                 if self._stopping_after(self._retry_wait):
                     return
                 continue
             with self._lock:
                 self._error = None
+                if clearing:
+                    self._clears = (self._clears[0], clears)
                 if records:
                     last = records[-1].row_id
                     self._loaded = last
@@ -229,12 +237,13 @@ class StoreFollower:
                     self._complete = True
                 self._changed.notify_all()
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception, clearing: bool) -> None:
         text = f"{type(exc).__name__}: {exc}"
         if text != self._error:
             logger.error("collector: %s: %s", self.name, text)
         with self._lock:
             self._error = text
+            self._clearing = self._clearing or clearing  # not applied: again next time
             self._pending.clear()  # the store has them: read it once the sink is back
             self._complete = False
             self._poke = True

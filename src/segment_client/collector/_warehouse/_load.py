@@ -20,6 +20,9 @@ from ._schema import Row, coerce, iso, rows_for
 
 __all__ = ["Warehouse", "redact"]
 
+# A value of this Python type fits a column of this kind as it is.
+_KINDS: dict[type, str] = {str: "text", bool: "boolean", int: "bigint", float: "float"}
+
 
 class Warehouse:
     """One warehouse database kept in Segment's schema. Owned by one thread."""
@@ -77,11 +80,18 @@ class Warehouse:
                     merged = users.setdefault(row.values["id"], {})
                     merged.update({c: (row.kinds[c], v) for c, v in row.values.items()})
                     continue
-                columns = tuple(row.values)
-                inserts.setdefault((row.table, columns), []).append(
-                    [self._param(row.table, c, v) for c, v in row.values.items()]
+                inserts.setdefault((row.table, tuple(row.values)), []).append(
+                    list(row.values.values())
                 )
-            for (table, columns), params in inserts.items():
+            for (table, columns), rows_values in inserts.items():
+                known = self._columns[table]
+                kinds = [known[c] for c in columns]
+                # Most values already fit their column: convert only the others.
+                params = [
+                    [v if _KINDS.get(type(v)) == k else self._convert(v, k)
+                     for v, k in zip(values, kinds, strict=True)]
+                    for values in rows_values
+                ]
                 engine.executemany(
                     f"INSERT INTO {engine.table(table)} ({', '.join(map(quote, columns))})"
                     f" VALUES ({', '.join([engine.placeholder] * len(columns))})"
@@ -109,6 +119,10 @@ class Warehouse:
 
     def _param(self, table: str, column: str, value: Any) -> Any:
         kind = self._columns[table][column]
+        return value if _KINDS.get(type(value)) == kind else self._convert(value, kind)
+
+    def _convert(self, value: Any, kind: str) -> Any:
+        # Timestamps (ISO text) always come here; so does a value of another kind.
         converted, fitted = coerce(value, kind)
         if not fitted:
             self.conversion_losses += 1

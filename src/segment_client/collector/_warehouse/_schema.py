@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -49,6 +50,7 @@ _COMMON = ("id", "anonymous_id", "user_id", "received_at", "sent_at", "timestamp
 _INT64 = 2**63
 
 
+@lru_cache(maxsize=65536)
 def snake(name: str) -> str:
     """A key or event name as Segment's warehouses name columns and tables.
 
@@ -65,6 +67,7 @@ def snake(name: str) -> str:
     return text[:MAX_NAME]
 
 
+@lru_cache(maxsize=65536)
 def table_for_event(event: str) -> str:
     """The table of one track event; an event named like a type table gets a suffix."""
     name = snake(event)
@@ -107,6 +110,11 @@ def _text(value: Any) -> str:
 
 def _scalar(value: Any) -> Any:
     """A JSON value as it is stored: scalars kept, lists and objects as JSON text."""
+    kind = type(value)
+    if kind is str:
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT]
+    if kind is float and value - value == 0:
+        return value
     if isinstance(value, (list, dict)):
         return _text(value)
     if isinstance(value, str):
@@ -141,21 +149,26 @@ def coerce(value: Any, kind: str) -> tuple[Any, bool]:
     if kind == "float":
         return (float(value), True) if isinstance(value, (int, float)) else (None, False)
     if kind == "timestamp":
-        parsed = _timestamp(value)
-        return (iso(parsed), True) if parsed is not None else (None, False)
+        text = _canonical(value)
+        return (text, True) if text is not None else (None, False)
     return None, False  # boolean column, non-boolean value
+
+
+@lru_cache(maxsize=65536)
+def _column(prefix: str, key: str) -> str:
+    return (f"{prefix}_{snake(key)}" if prefix else snake(key))[:MAX_NAME]
 
 
 def flatten(data: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """(column, value) pairs of an object, nested objects joined with `_`."""
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         return
     for key, value in data.items():
-        name = (f"{prefix}_{snake(str(key))}" if prefix else snake(str(key)))[:MAX_NAME]
-        if isinstance(value, Mapping) and value:
-            yield from flatten(value, name)
-        elif isinstance(value, Mapping):
-            continue  # an empty object has no columns
+        name = _column(prefix, key if type(key) is str else str(key))
+        if type(value) is dict or isinstance(value, Mapping):
+            if value:
+                yield from flatten(value, name)
+            # an empty object has no columns
         else:
             yield name, value
 
@@ -172,6 +185,21 @@ def _timestamp(value: Any) -> dt.datetime | None:
     return parsed.astimezone(dt.timezone.utc)
 
 
+def _canonical(value: Any) -> str | None:
+    """An ISO timestamp as every timestamp column holds it (UTC, milliseconds, Z).
+
+    The common form (what the client and the collector write) is kept without parsing.
+    """
+    if (
+        type(value) is str and len(value) == 24 and value[23] == "Z" and value[10] == "T"
+        and value[19] == "." and value[4] == "-" and value[13] == ":"
+        and value[:4].isdigit() and value[20:23].isdigit()
+    ):
+        return value
+    parsed = _timestamp(value)
+    return iso(parsed) if parsed is not None else None
+
+
 def iso(value: dt.datetime) -> str:
     """UTC ISO 8601 with milliseconds and Z, the form every timestamp column holds."""
     return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace(
@@ -179,29 +207,37 @@ def iso(value: dt.datetime) -> str:
     )
 
 
-class _Builder:
-    def __init__(self, table: str) -> None:
-        self.row = Row(table, {}, {})
+# Values stored as they are (floats checked for NaN below: NaN != NaN).
+_SIMPLE: dict[type, str] = {str: "text", bool: "boolean"}
 
-    def put(self, column: str, value: Any, kind: str | None = None) -> None:
-        if column in self.row.values:  # a standard column wins over a same-named key
-            return
-        value = _scalar(value)
-        kind = kind or kind_of(value)
-        if kind is None or value is None:
-            return
-        self.row.values[column] = value
-        self.row.kinds[column] = kind
 
-    def extend(self, pairs: Iterator[tuple[str, Any]]) -> None:
-        for column, value in pairs:
-            self.put(column, value)
+def _scalars(pairs: Iterator[tuple[str, Any]], values: dict[str, Any],
+             kinds: dict[str, str]) -> None:
+    """Add (column, value) pairs as stored; a column already there (a standard one) wins,
+    and a null creates no column."""
+    for column, value in pairs:
+        if column in values:
+            continue
+        kind = _SIMPLE.get(type(value))
+        if kind is None or (kind == "text" and len(value) > MAX_TEXT):
+            value = _scalar(value)
+            kind = kind_of(value)
+            if kind is None:
+                continue
+        values[column] = value
+        kinds[column] = kind
 
 
 def _message_id(message: Mapping[str, Any], fallback: str) -> str:
     value = message.get("messageId")
     if value is None or value == "":
         return fallback
+    return _text(value)
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
     return _text(value)
 
 
@@ -217,68 +253,73 @@ def rows_for(
     table = TYPE_TABLES.get(kind) if isinstance(kind, str) else None
     if table is None:
         return []
-    received = _timestamp(received_at)
-    original = _timestamp(message.get("timestamp")) or received
-    sent = _timestamp(message.get("sentAt"))
-    # Segment corrects the device clock: timestamp = receivedAt - (sentAt - originalTimestamp).
-    corrected = received - (sent - original) if received and sent and original else original
+    received = _canonical(received_at) or received_at
+    original = _canonical(message.get("timestamp")) or received
+    sent = _canonical(message.get("sentAt"))
+    corrected = original
+    if sent is not None:
+        # Segment corrects the device clock: receivedAt - (sentAt - originalTimestamp).
+        r, s_, o = _timestamp(received), _timestamp(sent), _timestamp(original)
+        if r is not None and s_ is not None and o is not None:
+            corrected = iso(r - (s_ - o))
+    common: dict[str, Any] = {"id": _message_id(message, fallback_id)}
+    for column, value in (
+        ("anonymous_id", _text_or_none(message.get("anonymousId"))),
+        ("user_id", _text_or_none(message.get("userId"))),
+    ):
+        if value is not None:
+            common[column] = value
+    common["received_at"] = received
+    if sent is not None:
+        common["sent_at"] = sent
+    common["timestamp"] = corrected
+    common["original_timestamp"] = original
+    common["uuid_ts"] = loaded_at
+    common_kinds = {c: ("text" if c in ("id", "anonymous_id", "user_id") else "timestamp")
+                    for c in common}
 
-    def common(name: str) -> _Builder:
-        builder = _Builder(name)
-        builder.put("id", _message_id(message, fallback_id), "text")
-        builder.put("anonymous_id", message.get("anonymousId"), "text")
-        builder.put("user_id", message.get("userId"), "text")
-        builder.put("received_at", iso(received) if received else received_at, "timestamp")
-        builder.put("sent_at", iso(sent) if sent else None, "timestamp")
-        builder.put("timestamp", iso(corrected) if corrected else None, "timestamp")
-        builder.put("original_timestamp", iso(original) if original else None, "timestamp")
-        builder.put("uuid_ts", loaded_at, "timestamp")
-        return builder
+    def row(name: str, extra: dict[str, Any], *sources: Any) -> Row:
+        values = {**common, **extra}
+        kinds = {**common_kinds, **dict.fromkeys(extra, "text")}
+        for source, prefix in sources:
+            _scalars(flatten(source, prefix), values, kinds)
+        return Row(name, values, kinds)
 
-    def with_context(builder: _Builder) -> _Builder:
-        builder.extend(flatten(message.get("context"), "context"))
-        return builder
-
-    rows: list[Row] = []
+    context = (message.get("context"), "context")
     if kind == "track":
         event = message.get("event")
-        event_name = event if isinstance(event, str) else _text(event)
-        base = common("tracks")
-        base.put("event", table_for_event(event_name) if event_name else None, "text")
-        base.put("event_text", event_name, "text")
-        with_context(base)
-        rows.append(base.row)
+        event_name = event if isinstance(event, str) else _text_or_none(event)
+        extra: dict[str, Any] = {}
         if event_name:
-            own = common(table_for_event(event_name))
-            own.put("event", table_for_event(event_name), "text")
-            own.put("event_text", event_name, "text")
-            own.extend(flatten(message.get("properties")))
-            with_context(own)
-            rows.append(own.row)
+            extra = {"event": table_for_event(event_name), "event_text": event_name}
+        rows = [row("tracks", extra, context)]
+        if event_name:
+            rows.append(row(table_for_event(event_name), extra,
+                            (message.get("properties"), ""), context))
         return rows
-    builder = common(table)
-    if kind == "identify":
-        builder.extend(flatten(message.get("traits")))
-    elif kind in ("page", "screen"):
-        builder.put("name", message.get("name"), "text")
-        builder.put("category", message.get("category"), "text")
-        builder.extend(flatten(message.get("properties")))
+    extra = {}
+    if kind in ("page", "screen"):
+        for column, key in (("name", "name"), ("category", "category")):
+            value = _text_or_none(message.get(key))
+            if value is not None:
+                extra[column] = value
+        rows = [row(table, extra, (message.get("properties"), ""), context)]
     elif kind == "group":
-        builder.put("group_id", message.get("groupId"), "text")
-        builder.extend(flatten(message.get("traits")))
-    else:  # alias
-        builder.put("previous_id", message.get("previousId"), "text")
-    with_context(builder)
-    rows.append(builder.row)
-    user_id = message.get("userId")
-    if kind == "identify" and user_id not in (None, ""):
-        users = _Builder("users")
-        users.put("id", user_id, "text")
-        users.put("received_at", iso(received) if received else received_at, "timestamp")
-        users.put("uuid_ts", loaded_at, "timestamp")
-        users.extend(flatten(message.get("traits")))
-        users.row.upsert = True
-        rows.append(users.row)
+        group_id = _text_or_none(message.get("groupId"))
+        extra = {"group_id": group_id} if group_id is not None else {}
+        rows = [row(table, extra, (message.get("traits"), ""), context)]
+    elif kind == "alias":
+        previous = _text_or_none(message.get("previousId"))
+        extra = {"previous_id": previous} if previous is not None else {}
+        rows = [row(table, extra, context)]
+    else:  # identify
+        rows = [row(table, extra, (message.get("traits"), ""), context)]
+        user_id = common.get("user_id")
+        if user_id:
+            users = {"id": user_id, "received_at": received, "uuid_ts": loaded_at}
+            users_kinds = {"id": "text", "received_at": "timestamp", "uuid_ts": "timestamp"}
+            _scalars(flatten(message.get("traits")), users, users_kinds)
+            rows.append(Row("users", users, users_kinds, upsert=True))
     return rows
 
 
