@@ -21,7 +21,10 @@ from ._schema import Row, coerce, iso, rows_for
 __all__ = ["Warehouse", "redact"]
 
 # A value of this Python type fits a column of this kind as it is.
-_KINDS: dict[type, str] = {str: "text", bool: "boolean", int: "bigint", float: "float"}
+# (Python type, column kind) pairs stored as they are. Timestamp columns hold canonical
+# ISO text (from `rows_for`), which both engines take as it is.
+_FITS = frozenset({(str, "text"), (str, "timestamp"), (bool, "boolean"), (int, "bigint"),
+                   (float, "float")})
 
 
 class Warehouse:
@@ -88,7 +91,7 @@ class Warehouse:
                 kinds = [known[c] for c in columns]
                 # Most values already fit their column: convert only the others.
                 params = [
-                    [v if _KINDS.get(type(v)) == k else self._convert(v, k)
+                    [v if (type(v), k) in _FITS else self._convert(v, k)
                      for v, k in zip(values, kinds, strict=True)]
                     for values in rows_values
                 ]
@@ -119,10 +122,10 @@ class Warehouse:
 
     def _param(self, table: str, column: str, value: Any) -> Any:
         kind = self._columns[table][column]
-        return value if _KINDS.get(type(value)) == kind else self._convert(value, kind)
+        return value if (type(value), kind) in _FITS else self._convert(value, kind)
 
     def _convert(self, value: Any, kind: str) -> Any:
-        # Timestamps (ISO text) always come here; so does a value of another kind.
+        # A value of another kind than its column's.
         converted, fitted = coerce(value, kind)
         if not fitted:
             self.conversion_losses += 1

@@ -211,7 +211,7 @@ def iso(value: dt.datetime) -> str:
 _SIMPLE: dict[type, str] = {str: "text", bool: "boolean"}
 
 
-def _scalars(pairs: Iterator[tuple[str, Any]], values: dict[str, Any],
+def _scalars(pairs: list[tuple[str, Any]], values: dict[str, Any],
              kinds: dict[str, str]) -> None:
     """Add (column, value) pairs as stored; a column already there (a standard one) wins,
     and a null creates no column."""
@@ -278,14 +278,15 @@ def rows_for(
     common_kinds = {c: ("text" if c in ("id", "anonymous_id", "user_id") else "timestamp")
                     for c in common}
 
-    def row(name: str, extra: dict[str, Any], *sources: Any) -> Row:
+    def row(name: str, extra: dict[str, Any], *pairs: list[tuple[str, Any]]) -> Row:
         values = {**common, **extra}
         kinds = {**common_kinds, **dict.fromkeys(extra, "text")}
-        for source, prefix in sources:
-            _scalars(flatten(source, prefix), values, kinds)
+        for group in pairs:
+            _scalars(group, values, kinds)
         return Row(name, values, kinds)
 
-    context = (message.get("context"), "context")
+    # Flattened once: a track's two rows share it.
+    context = list(flatten(message.get("context"), "context"))
     if kind == "track":
         event = message.get("event")
         event_name = event if isinstance(event, str) else _text_or_none(event)
@@ -295,7 +296,7 @@ def rows_for(
         rows = [row("tracks", extra, context)]
         if event_name:
             rows.append(row(table_for_event(event_name), extra,
-                            (message.get("properties"), ""), context))
+                            list(flatten(message.get("properties"))), context))
         return rows
     extra = {}
     if kind in ("page", "screen"):
@@ -303,22 +304,23 @@ def rows_for(
             value = _text_or_none(message.get(key))
             if value is not None:
                 extra[column] = value
-        rows = [row(table, extra, (message.get("properties"), ""), context)]
+        rows = [row(table, extra, list(flatten(message.get("properties"))), context)]
     elif kind == "group":
         group_id = _text_or_none(message.get("groupId"))
         extra = {"group_id": group_id} if group_id is not None else {}
-        rows = [row(table, extra, (message.get("traits"), ""), context)]
+        rows = [row(table, extra, list(flatten(message.get("traits"))), context)]
     elif kind == "alias":
         previous = _text_or_none(message.get("previousId"))
         extra = {"previous_id": previous} if previous is not None else {}
         rows = [row(table, extra, context)]
     else:  # identify
-        rows = [row(table, extra, (message.get("traits"), ""), context)]
+        traits = list(flatten(message.get("traits")))
+        rows = [row(table, extra, traits, context)]
         user_id = common.get("user_id")
         if user_id:
             users = {"id": user_id, "received_at": received, "uuid_ts": loaded_at}
             users_kinds = {"id": "text", "received_at": "timestamp", "uuid_ts": "timestamp"}
-            _scalars(flatten(message.get("traits")), users, users_kinds)
+            _scalars(traits, users, users_kinds)
             rows.append(Row("users", users, users_kinds, upsert=True))
     return rows
 
