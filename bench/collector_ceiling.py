@@ -3,6 +3,7 @@
 Usage: python bench/collector_ceiling.py [--seconds 5] [--connections 1] [--gzip]
                                          [--db :memory:] [--in-process] [--discard]
                                          [--no-orjson] [--unique] [--warehouse URL]
+                                         [--rate EVENTS_PER_SECOND]
 
 The collector runs in its own process (as `segment-client collector` would); the bodies
 are built once, so the sending loop costs little: the number is the collector's (HTTP,
@@ -76,6 +77,8 @@ def main() -> None:
     parser.add_argument("--unique", action="store_true",
                         help="a fresh messageId for every message (no duplicates)")
     parser.add_argument("--warehouse", help="attach a warehouse, e.g. sqlite:/tmp/wh.sqlite3")
+    parser.add_argument("--rate", type=float,
+                        help="send at most this many events per second (default: flat out)")
     args = parser.parse_args()
     if args.warehouse:
         args.unique = True
@@ -156,7 +159,14 @@ def run(args: argparse.Namespace, bodies: list[bytes], headers: dict[str, str],
         def loop(slot: int) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port)
             n = 0
+            # --rate: each connection sends its share, one batch at a time, on schedule.
+            interval = args.batch * args.connections / args.rate if args.rate else 0.0
+            began = time.perf_counter()
             while time.perf_counter() < stop:
+                if interval:
+                    wait = began + n * interval - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
                 body = bodies[n % len(bodies)]
                 if args.unique:
                     body = body.replace(ID_SLOT, b"%02d-%015d" % (slot, n))

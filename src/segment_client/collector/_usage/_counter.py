@@ -15,6 +15,7 @@ from typing import Any
 
 from segment_client.collector._records import Record
 from segment_client.collector._routing import Router
+from segment_client.collector._yield import share_gil
 
 from ._mtu import Linker, MonthlyUsers, month_of
 
@@ -48,7 +49,9 @@ class UsageCounter:
 
     def load(self, records: Sequence[Record]) -> int:
         """Count a chunk of stored messages, oldest first."""
-        for record in records:
+        for index, record in enumerate(records):
+            if not index % 64:
+                share_gil()  # let request threads run first (see `_yield`)
             self._count(record)
         return len(records)
 

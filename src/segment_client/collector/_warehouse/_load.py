@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from segment_client.collector._records import Record, reaches_segment
+from segment_client.collector._yield import share_gil
 
 from ._engines import Engine, open_engine, quote
 from ._schema import Row, coerce, iso, rows_for
@@ -21,6 +22,8 @@ from ._schema import Row, coerce, iso, rows_for
 __all__ = ["Warehouse", "redact"]
 
 # A value of this Python type fits a column of this kind as it is.
+# Messages turned into rows between two releases of the GIL (see `share_gil`).
+_SHARE_EVERY = 8
 # (Python type, column kind) pairs stored as they are. Timestamp columns hold canonical
 # ISO text (from `rows_for`), which both engines take as it is.
 _FITS = frozenset({(str, "text"), (str, "timestamp"), (bool, "boolean"), (int, "bigint"),
@@ -65,7 +68,9 @@ class Warehouse:
         """
         loaded_at = iso(now or dt.datetime.now(dt.timezone.utc))
         rows: list[Row] = []
-        for record in records:
+        for index, record in enumerate(records):
+            if not index % _SHARE_EVERY:
+                share_gil()
             if record.duplicate or not reaches_segment(record.message):
                 continue
             rows.extend(rows_for(record.message, record.received_at, loaded_at,
@@ -87,6 +92,7 @@ class Warehouse:
                     list(row.values.values())
                 )
             for (table, columns), rows_values in inserts.items():
+                share_gil()
                 known = self._columns[table]
                 kinds = [known[c] for c in columns]
                 # Most values already fit their column: convert only the others.
