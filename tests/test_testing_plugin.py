@@ -128,7 +128,7 @@ def test_ini_option_attaches_a_module_level_client(pytester: pytest.Pytester) ->
 
         def test_restored_after_the_test():
             from segment_client import HTTPTransport
-            assert isinstance(app.client._transport, HTTPTransport)
+            assert isinstance(app.client._consumer.sender.transport, HTTPTransport)
             assert app.client.send is False
         """
     )

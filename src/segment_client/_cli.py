@@ -187,7 +187,7 @@ def _add_collector(subparsers: Any) -> None:
 
 @command
 def _add_typegen(subparsers: Any) -> None:
-    from ._typegen import add_parser
+    from ._plan._typegen import add_parser
 
     add_parser(subparsers)
 
