@@ -161,3 +161,43 @@ def test_collector_command_options_fail_clearly(
     assert cli_main(["collector", "--port", "0", "--db", ":memory:",
                      "--warehouse", "mysql://x"]) == 2
     assert "--warehouse: ValueError: warehouse URL 'mysql://x'" in capsys.readouterr().err
+
+
+class _Graph:
+    """The identity graph's read side as `graph_linker` uses it."""
+
+    def __init__(self) -> None:
+        self.caught_up = 0
+
+    def catch_up(self) -> None:
+        self.caught_up += 1
+
+    @property
+    def graph(self) -> _Graph:
+        return self
+
+    def profiles(self) -> list[dict[str, Any]]:
+        return [
+            {"identifiers": [{"type": "user_id", "value": "u1"},
+                             {"type": "anonymous_id", "value": "browser-2"}]},
+            {"identifiers": [{"type": "anonymous_id", "value": "browser-3"}]},
+        ]
+
+
+def test_the_identity_graph_links_more_anonymous_ids_when_the_collector_has_one() -> None:
+    with Collector() as collector:
+        graph = _Graph()
+        collector.profiles = graph  # type: ignore[attr-defined]
+        with Destinations(collector) as destinations:
+            with Client("key", host=collector.url) as client:
+                client.track("u1", "Signed Up", anonymous_id="browser-1")
+                client.page(anonymous_id="browser-2", name="Home")  # linked by the graph
+                client.page(anonymous_id="browser-3", name="Home")  # a profile, no user
+                assert client.flush(10)
+            assert destinations.wait()
+            report = destinations.report()
+            assert (report["mtu"], report["identity_graph"], graph.caught_up) == (2, True, 1)
+            assert report["months"][0]["anonymous_ids"] == 1
+        with Destinations(collector, linked=lambda anonymous_id: False) as own:
+            assert own.wait()
+            assert own.report()["mtu"] == 3  # an explicit hook wins over the graph

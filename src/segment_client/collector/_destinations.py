@@ -19,6 +19,7 @@ Thread-safe. `close()` stops the threads and closes the warehouse.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from ._server import Collector
     from ._warehouse import Warehouse, WarehouseLoader
 
-__all__ = ["Destinations", "attach_options"]
+__all__ = ["Destinations", "attach_options", "graph_linker"]
 
 USAGE_THREAD = "segment_client.collector.usage"
 _MAX_IDS = 500
@@ -49,8 +50,9 @@ class Destinations:
         destinations: a destinations file (TOML or JSON), a list of `Destination`, or
             None (no destinations: usage still counts MTUs and API calls).
         warehouse: `sqlite:PATH` or `postgresql://...` to keep loaded, or None.
-        linked: the identity graph's `linked(anonymous_id) -> bool` for the MTU count
-            (None: links come from messages carrying both ids).
+        linked: `linked(anonymous_id) -> bool`, an identity graph's answer for the MTU
+            count. None: the collector's own identity graph when it has one (see
+            `graph_linker`), else only the links messages carrying both ids make.
 
     Raises DestinationsError or OSError for a bad destinations file, ValueError /
     MissingDependencyError / the driver's error for a warehouse that cannot be opened;
@@ -80,6 +82,7 @@ class Destinations:
 
             self.loader = WarehouseLoader(warehouse, fetch)
         self.usage = StoreFollower(fetch, UsageCounter(self.router, linked), name=USAGE_THREAD)
+        self._graph = None if linked is not None else graph_linker(collector)
         self._removers = []
         for follower in (self.usage, self.loader):
             if follower is not None:
@@ -100,8 +103,9 @@ class Destinations:
 
     def report(self, multiplier: float = 1.0, minutes: int = 60) -> dict[str, Any]:
         """The usage report (see `UsageCounter.report`) with the counter's lag."""
+        linked = self._graph() if self._graph is not None else None
         report: dict[str, Any] = self.usage.read(
-            lambda counter: counter.report(multiplier, minutes)
+            lambda counter: counter.report(multiplier, minutes, linked)
         )
         report["lag"] = _lag(self.usage.status())
         return report
@@ -228,6 +232,33 @@ class Destinations:
         routes.add("GET", "/v1/usage", usage)
         routes.add("GET", "/v1/warehouse", warehouse)
         routes.add_view("/static/usage.html", "Usage")
+
+
+def graph_linker(collector: Any) -> Callable[[], Linker] | None:
+    """The collector's identity graph as an MTU hook, or None when it has none.
+
+    The graph (`collector.profiles`, with `catch_up()` and `graph.profiles()` listing
+    each profile's `identifiers` as `{type, value}`) is brought up to date and read once
+    per report: an anonymousId counts as linked when its profile holds a `user_id`.
+    """
+    profiles: Any = getattr(collector, "profiles", None)
+    graph: Any = getattr(profiles, "graph", None)
+    if not callable(getattr(profiles, "catch_up", None)) or not callable(
+        getattr(graph, "profiles", None)
+    ):
+        return None
+
+    def linker() -> Linker:
+        profiles.catch_up()
+        linked: set[str] = set()
+        for profile in graph.profiles():
+            identifiers = profile.get("identifiers") or []
+            if any(i.get("type") == "user_id" for i in identifiers):
+                linked.update(str(i.get("value")) for i in identifiers
+                              if i.get("type") == "anonymous_id")
+        return linked.__contains__
+
+    return linker
 
 
 def _schema(warehouse: Warehouse) -> list[dict[str, Any]]:

@@ -92,11 +92,15 @@ class UsageCounter:
     def status(self) -> dict[str, Any]:
         return {"api_calls": self.calls, "not_sent": self.not_sent}
 
-    def months(self) -> list[dict[str, Any]]:
-        """Per calendar month: MTU (and its parts), API calls, events per destination."""
+    def months(self, linked: Linker | None = None) -> list[dict[str, Any]]:
+        """Per calendar month: MTU (and its parts), API calls, events per destination.
+
+        `linked` overrides the counter's own identity-graph hook for this call.
+        """
+        linked = linked or self.linked
         result = []
         for month in sorted(set(self._api_calls) | set(self._users.months())):
-            count = self._users.count(month, self.linked)
+            count = self._users.count(month, linked)
             delivered = self._delivered.get(month, Counter())
             result.append({
                 **count.to_dict(),
@@ -120,7 +124,9 @@ class UsageCounter:
             },
         }
 
-    def report(self, multiplier: float = 1.0, minutes: int = 60) -> dict[str, Any]:
+    def report(
+        self, multiplier: float = 1.0, minutes: int = 60, linked: Linker | None = None
+    ) -> dict[str, Any]:
         """Everything the Usage view and `collector report` show, with a projected month.
 
         The rate is observed over whole minutes, from the first message's minute to the
@@ -128,7 +134,7 @@ class UsageCounter:
         projected MTU is the newest month's MTU times `multiplier` (tracked users do not
         grow with time the way calls do).
         """
-        months = self.months()
+        months = self.months(linked)
         calls = sum(self._api_calls.values())
         span = _minutes_between(self.first, self.last) * 60 if self.first and self.last else 0
         rate = calls / span if span else 0.0
@@ -160,7 +166,7 @@ class UsageCounter:
                 "destinations": {name: round(projected_calls * share[name])
                                  for name in self.router.names},
             },
-            "identity_graph": self.linked is not None,
+            "identity_graph": (linked or self.linked) is not None,
             "per_minute": self.per_minute(minutes),
         }
 
