@@ -181,7 +181,7 @@ class Destinations:
         routes = self.collector.routes
 
         def destinations(request: Request) -> Response:
-            delivered = self.usage.read(lambda counter: counter.report(1.0, 1)["destinations"])
+            delivered = self.usage.read(lambda counter: counter.delivered())
             return json_response(200, {
                 "destinations": [
                     {"name": d.name, "enabled": d.enabled,

@@ -92,6 +92,13 @@ class UsageCounter:
     def status(self) -> dict[str, Any]:
         return {"api_calls": self.calls, "not_sent": self.not_sent}
 
+    def delivered(self) -> dict[str, int]:
+        """Events delivered to each destination, all months together."""
+        total: Counter[str] = Counter()
+        for month in self._delivered.values():
+            total.update(month)
+        return {name: total[name] for name in self.router.names}
+
     def months(self, linked: Linker | None = None) -> list[dict[str, Any]]:
         """Per calendar month: MTU (and its parts), API calls, events per destination.
 
