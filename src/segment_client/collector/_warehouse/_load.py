@@ -101,9 +101,8 @@ class Warehouse:
                      for v, k in zip(values, kinds, strict=True)]
                     for values in rows_values
                 ]
-                engine.executemany(
-                    f"INSERT INTO {engine.table(table)} ({', '.join(map(quote, columns))})"
-                    f" VALUES ({', '.join([engine.placeholder] * len(columns))})"
+                engine.insert(
+                    f"INSERT INTO {engine.table(table)} ({', '.join(map(quote, columns))})",
                     " ON CONFLICT (id) DO NOTHING",
                     params,
                 )
