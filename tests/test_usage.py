@@ -165,3 +165,30 @@ def test_collector_report_reads_a_store_file(
     assert args.handler(args) == 1
     assert "no collector store at" in capsys.readouterr().err
     assert not (tmp_path / "none.sqlite3").exists()
+
+
+def test_collector_report_asks_a_running_collector(capsys: pytest.CaptureFixture[str]) -> None:
+    from segment_client.collector import Destinations
+
+    parser = argparse.ArgumentParser(prog="segment-client collector")
+    add_parser(parser.add_subparsers())
+    with Collector() as collector, Destinations(collector) as destinations:
+        with Client("key", host=collector.url, max_retries=0) as client:
+            client.track("u1", "Signed Up", anonymous_id="a1")
+            client.page(anonymous_id="a2", name="Home")
+            assert client.flush(10)
+        assert destinations.wait()
+        args = parser.parse_args(["report", "--url", collector.url, "--json",
+                                  "--multiplier", "4"])
+        assert args.handler(args) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert (report["api_calls"], report["mtu"], report["projection"]["mtu"]) == (2, 2, 8)
+        assert report["months"] == destinations.report(4)["months"]
+        args = parser.parse_args(["report", "--url", collector.url])
+        assert args.handler(args) == 0
+        assert "2 MTU (1 userIds + 1 anonymousIds never linked)" in capsys.readouterr().out
+    args = parser.parse_args(["report", "--url", collector.url])
+    assert args.handler(args) == 1  # stopped: cannot be read
+    assert "cannot read" in capsys.readouterr().err
+    args = parser.parse_args(["report", "--multiplier", "0"])
+    assert args.handler(args) == 2

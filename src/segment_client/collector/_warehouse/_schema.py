@@ -23,7 +23,6 @@ from functools import lru_cache
 from typing import Any
 
 __all__ = [
-    "KINDS",
     "MAX_TEXT",
     "Row",
     "coerce",
@@ -43,10 +42,8 @@ TYPE_TABLES = {
 }
 # Table names an event table must not take.
 RESERVED_TABLES = frozenset({*TYPE_TABLES.values(), "users", "accounts"})
-# Column kinds, mapped to SQL types by each engine.
-KINDS = ("text", "bigint", "float", "boolean", "timestamp")
-_COMMON = ("id", "anonymous_id", "user_id", "received_at", "sent_at", "timestamp",
-           "original_timestamp", "uuid_ts")
+# Column kinds (mapped to SQL types by each engine): text, bigint, float, boolean,
+# timestamp.
 _INT64 = 2**63
 
 
@@ -324,7 +321,3 @@ def rows_for(
             rows.append(Row("users", users, users_kinds, upsert=True))
     return rows
 
-
-def common_columns() -> tuple[str, ...]:
-    """The columns every type and event table has (when the message has the value)."""
-    return _COMMON
