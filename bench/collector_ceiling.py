@@ -3,7 +3,7 @@
 Usage: python bench/collector_ceiling.py [--seconds 5] [--connections 1] [--gzip]
                                          [--db :memory:] [--in-process] [--discard]
                                          [--no-orjson] [--unique] [--warehouse URL]
-                                         [--rate EVENTS_PER_SECOND]
+                                         [--rate EVENTS_PER_SECOND] [--usage]
 
 The collector runs in its own process (as `segment-client collector` would); the bodies
 are built once, so the sending loop costs little: the number is the collector's (HTTP,
@@ -77,6 +77,9 @@ def main() -> None:
     parser.add_argument("--unique", action="store_true",
                         help="a fresh messageId for every message (no duplicates)")
     parser.add_argument("--warehouse", help="attach a warehouse, e.g. sqlite:/tmp/wh.sqlite3")
+    parser.add_argument("--usage", action="store_true",
+                        help="attach routing and usage counting only (what the "
+                             "`segment-client collector` command always runs)")
     parser.add_argument("--rate", type=float,
                         help="send at most this many events per second (default: flat out)")
     args = parser.parse_args()
@@ -94,7 +97,7 @@ def main() -> None:
     if args.in_process:
         with Collector(db=args.db, discard=args.discard) as collector:
             destinations = (Destinations(collector, warehouse=args.warehouse)
-                            if args.warehouse else None)
+                            if args.warehouse or args.usage else None)
             run(args, bodies, headers, collector.port)
             if destinations is not None:
                 destinations.close()
@@ -102,7 +105,7 @@ def main() -> None:
     ready = multiprocessing.get_context("spawn").Queue()
     stopper = multiprocessing.get_context("spawn").Event()
     child = multiprocessing.get_context("spawn").Process(
-        target=serve, args=(args.db, args.discard, ready, stopper, args.warehouse)
+        target=serve, args=(args.db, args.discard, ready, stopper, args.warehouse, args.usage)
     )
     child.start()
     try:
@@ -126,10 +129,11 @@ def unique_template(batch_size: int) -> bytes:
 
 def serve(
     db: str, discard: bool, ready: multiprocessing.Queue[int], stopper: threading.Event,
-    warehouse: str | None = None,
+    warehouse: str | None = None, usage: bool = False,
 ) -> None:
     with Collector(db=db, discard=discard) as collector:
-        destinations = Destinations(collector, warehouse=warehouse) if warehouse else None
+        destinations = (Destinations(collector, warehouse=warehouse)
+                        if warehouse or usage else None)
         start = time.process_time()
         ready.put(collector.port)
         stopper.wait()

@@ -1,19 +1,20 @@
 """Routing, warehouse and usage attached to a running collector: `Destinations`.
 
 `Destinations(collector, "destinations.toml", warehouse="sqlite:wh.sqlite3")` follows
-the collector's store (a listener; loading and counting run on their own threads, so
-ingest never waits for them) and adds read routes and the Usage view:
+the collector's store and adds read routes and the Usage view. Ingest never waits for
+it: usage is counted when it is read (from the store, by row id), and the warehouse is
+loaded by its own thread behind the store.
 
 - `GET /v1/destinations`: the destinations, their filters, events delivered to each.
 - `GET /v1/routing?ids=1,2,3` and `GET /v1/routing/<id>`: which destinations receive a
   stored message (by its row id) and why.
 - `GET /v1/usage?multiplier=2&minutes=60`: MTUs, API calls, events per destination,
-  the projected month, events per minute; with the counter's lag.
+  the projected month, events per minute.
 - `GET /v1/warehouse`: the warehouse loader's lag, errors and size (`?schema=1`: every
   table with its columns and row count).
 - the Usage view, `/static/usage.html`.
 
-Thread-safe. `close()` stops the threads and closes the warehouse.
+Thread-safe. `close()` stops following the store and closes the warehouse.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._follow import StoreFollower, store_source
+from ._follow import store_source
 from ._http import HttpError, Request, Response, json_response
 from ._routes import int_arg
 from ._routing import Destination, Router, Routing, load_destinations
 from ._routing._command import filter_text
 from ._usage import Linker, UsageCounter
+from ._usage._on_read import CountOnRead
 
 if TYPE_CHECKING:
     from ._server import Collector
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Destinations", "attach_options", "graph_linker"]
 
-USAGE_THREAD = "segment_client.collector.usage"
 _MAX_IDS = 500
 _MAX_SPAN = 5000  # the widest row-id range one routing lookup reads
 
@@ -81,14 +82,14 @@ class Destinations:
             from ._warehouse import WarehouseLoader
 
             self.loader = WarehouseLoader(warehouse, fetch)
-        self.usage = StoreFollower(fetch, UsageCounter(self.router, linked), name=USAGE_THREAD)
+        # Usage is counted when read; the warehouse loads behind the store.
+        self.usage = CountOnRead(fetch, UsageCounter(self.router, linked))
         self._graph = None if linked is not None else graph_linker(collector)
-        self._removers = []
-        for follower in (self.usage, self.loader):
-            if follower is not None:
-                self._removers.append(collector.add_listener(follower.on_rows,
-                                                             follower.on_clear))
-                follower.start()
+        self._removers = [collector.add_listener(self.usage.on_rows, self.usage.on_clear)]
+        if self.loader is not None:
+            self._removers.append(collector.add_listener(self.loader.on_rows,
+                                                         self.loader.on_clear))
+            self.loader.start()
         self._register()
 
     # -- Python API ---------------------------------------------------------------------
@@ -102,19 +103,17 @@ class Destinations:
         return self._routings([row_id]).get(row_id)
 
     def report(self, multiplier: float = 1.0, minutes: int = 60) -> dict[str, Any]:
-        """The usage report (see `UsageCounter.report`) with the counter's lag."""
+        """The usage report (see `UsageCounter.report`), counting every message stored
+        so far first (blocks while it counts what is new)."""
         linked = self._graph() if self._graph is not None else None
-        report: dict[str, Any] = self.usage.read(
-            lambda counter: counter.report(multiplier, minutes, linked)
-        )
-        report["lag"] = _lag(self.usage.status())
-        return report
+        return self.usage.read(lambda counter: counter.report(multiplier, minutes, linked))
 
     def wait(self, timeout: float | None = 10.0) -> bool:
-        """Block until usage and the warehouse have caught up with every stored message."""
-        last = self.collector.store.events(limit=1)[1]
-        followers = [f for f in (self.usage, self.loader) if f is not None]
-        return all(f.wait_loaded(last, timeout) for f in followers)
+        """Block until the warehouse has loaded every stored message (True at once
+        without a warehouse: usage is counted when read)."""
+        if self.loader is None:
+            return True
+        return self.loader.wait_loaded(self.collector.store.events(limit=1)[1], timeout)
 
     def warehouse_status(self, schema: bool = False) -> dict[str, Any]:
         """The loader's lag, error and size; `{"enabled": False}` without a warehouse.
@@ -134,7 +133,6 @@ class Destinations:
         for remove in self._removers:
             remove()
         self._removers = []
-        self.usage.close()
         if self.loader is not None:
             self.loader.close()
 
@@ -189,7 +187,6 @@ class Destinations:
                      "events": delivered.get(d.name, 0)}
                     for d in self.router.destinations
                 ],
-                "lag": _lag(self.usage.status()),
             })
 
         def routing_many(request: Request) -> Response:
@@ -267,10 +264,6 @@ def _schema(warehouse: Warehouse) -> list[dict[str, Any]]:
         [(rows,)] = warehouse.query(f"SELECT COUNT(*) FROM {warehouse.engine.table(table)}")
         tables.append({"table": table, "rows": int(rows), "columns": columns})
     return tables
-
-
-def _lag(status: dict[str, Any]) -> dict[str, Any]:
-    return {key: status[key] for key in ("lag_rows", "lag_seconds", "error")}
 
 
 def _float_arg(query: dict[str, str], name: str, default: float) -> float:

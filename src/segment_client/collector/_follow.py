@@ -44,8 +44,10 @@ class StoreFollower:
     """Feeds one sink from the store on a background thread named `name`. Thread-safe.
 
     `fetch(after_id, limit)` returns the stored records with a row id above `after_id`,
-    oldest first, at most `limit`. Wire `on_rows` / `on_clear` as the store's listener
-    (or call `notify(last_id)` when there is none). A sink with a `clear()` method has
+    oldest first, at most `limit`. `gather`: seconds to let the listener's rows pile up
+    before a load (up to `chunk` of them), which adds at most that much lag. Wire
+    `on_rows` / `on_clear` as the store's listener (or call `notify(last_id)` when there
+    is none). A sink with a `clear()` method has
     it called after the store is cleared.
     """
 
@@ -57,6 +59,7 @@ class StoreFollower:
         name: str,
         chunk: int = 2000,
         max_pending: int = 100_000,
+        gather: float = 0.0,
         retry_wait: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -65,6 +68,7 @@ class StoreFollower:
         self._fetch = fetch
         self._chunk = chunk
         self._max_pending = max_pending
+        self._gather = gather
         self._retry_wait = retry_wait
         self._clock = clock
         self._lock = threading.Lock()
@@ -188,6 +192,14 @@ class StoreFollower:
                 )
                 if self._stopping:
                     return
+                if self._gather and self._complete and len(self._pending) < self._chunk:
+                    # Let a few batches gather: fewer, larger loads cost ingest less.
+                    self._changed.wait_for(
+                        lambda: self._stopping or len(self._pending) >= self._chunk,
+                        self._gather,
+                    )
+                    if self._stopping:
+                        return
                 clearing, self._clearing = self._clearing, False
                 clears = self._clears[0]
                 if clearing:  # the rows not loaded yet are gone with the store

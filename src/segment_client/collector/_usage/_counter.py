@@ -1,9 +1,10 @@
 """The volume that drives a Segment bill: API calls, MTUs, events per destination.
 
-`UsageCounter` is a follower sink (see `_follow`): it counts each stored message once,
-routes it with the collector's `Router`, and keeps per-month and per-minute totals, so a
-report never scans the store. `report()` adds a month projected from the observed rate.
-Not thread-safe on its own: the follower serialises `load` and reads.
+`UsageCounter` counts each stored message once (fed by `CountOnRead`, or by
+`collector report` from a store file), routes it with the collector's `Router`, and
+keeps per-month and per-minute totals, so a report never rescans what it counted.
+`report()` adds a month projected from the observed rate.
+Not thread-safe on its own: `CountOnRead` serialises `load` and reads.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _MONTH_SECONDS = 30 * 24 * 3600
 
 
 class UsageCounter:
-    """Counts stored messages for the usage report. Owned by one follower thread."""
+    """Counts stored messages for the usage report. Used under one lock."""
 
     def __init__(self, router: Router | None = None, linked: Linker | None = None) -> None:
         self.router = router or Router()
@@ -42,7 +43,6 @@ class UsageCounter:
         self._api_calls: Counter[str] = Counter()  # by month
         self._delivered: dict[str, Counter[str]] = {}  # month -> destination -> events
         self._minutes: OrderedDict[str, Counter[str]] = OrderedDict()
-        self.calls = 0  # API calls (every message Segment receives)
         self.not_sent = 0  # integrations["Segment.io"] false: never reaches Segment
         self.first: str | None = None
         self.last: str | None = None
@@ -51,7 +51,7 @@ class UsageCounter:
         """Count a chunk of stored messages, oldest first."""
         for index, record in enumerate(records):
             if not index % 64:
-                share_gil()  # let request threads run first (see `_yield`)
+                share_gil()  # a read counting a backlog lets request threads run first
             self._count(record)
         return len(records)
 
@@ -66,7 +66,6 @@ class UsageCounter:
         # Segment bills every call it receives, repeats included; it dedupes before
         # destinations, so a repeat reaches none.
         self._api_calls[month] += 1
-        self.calls += 1
         if self.first is None or received < self.first:
             self.first = received
         if self.last is None or received > self.last:
@@ -88,9 +87,6 @@ class UsageCounter:
 
     def close(self) -> None:
         """Nothing to release (the counts live in memory)."""
-
-    def status(self) -> dict[str, Any]:
-        return {"api_calls": self.calls, "not_sent": self.not_sent}
 
     def delivered(self) -> dict[str, int]:
         """Events delivered to each destination, all months together."""

@@ -29,12 +29,13 @@ class WarehouseLoader(StoreFollower):
         fetch: Fetch,
         *,
         chunk: int = 2000,
+        gather: float = 0.05,
         retry_wait: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.warehouse = Warehouse(url)
         super().__init__(fetch, self.warehouse, name=THREAD_NAME, chunk=chunk,
-                         retry_wait=retry_wait, clock=clock)
+                         gather=gather, retry_wait=retry_wait, clock=clock)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query on the warehouse between loads (blocks while one runs)."""

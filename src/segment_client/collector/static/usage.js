@@ -120,9 +120,6 @@
       ? "MTU " + num(current.mtu) + " = " + num(current.user_ids) + " userIds + " + num(current.anonymous_ids) +
         " anonymousIds never linked to a userId this month" + (report.identity_graph ? " (identity graph)" : "") + "."
       : "No messages yet.";
-    var lag = report.lag || {};
-    var lagText = lag.lag_rows ? "Counting " + num(lag.lag_rows) + " message(s) behind the store (" + lag.lag_seconds + " s)." : "Counts are up to date.";
-    $("lag").textContent = lagText;
     var wh = $("warehouse");
     wh.classList.toggle("bad", !!(warehouse && warehouse.error));
     if (warehouse && warehouse.enabled) {
