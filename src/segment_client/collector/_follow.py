@@ -198,7 +198,7 @@ class StoreFollower:
                         lambda: self._stopping or len(self._pending) >= self._chunk,
                         self._gather,
                     )
-                    if self._stopping:
+                    if self._stopping_now():
                         return
                 clearing, self._clearing = self._clearing, False
                 clears = self._clears[0]
@@ -259,6 +259,9 @@ class StoreFollower:
             self._pending.clear()  # the store has them: read it once the sink is back
             self._complete = False
             self._poke = True
+
+    def _stopping_now(self) -> bool:
+        return self._stopping  # a call: re-read after a wait (mypy narrows the attribute)
 
     def _stopping_after(self, seconds: float) -> bool:
         with self._lock:
