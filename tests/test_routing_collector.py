@@ -201,3 +201,23 @@ def test_the_identity_graph_links_more_anonymous_ids_when_the_collector_has_one(
         with Destinations(collector, linked=lambda anonymous_id: False) as own:
             assert own.wait()
             assert own.report()["mtu"] == 3  # an explicit hook wins over the graph
+
+
+def test_the_real_identity_graph_links_an_aliased_anonymous_id() -> None:
+    with Collector() as collector, Destinations(collector) as destinations:
+        assert hasattr(collector, "profiles")  # the collector's own identity graph
+        with Client("key", host=collector.url) as client:
+            client.page(anonymous_id="browser-1", name="Home")
+            client.alias("browser-1", "u1")  # previousId: no message carries both ids
+            assert client.flush(10)
+        report = destinations.report()
+        assert report["identity_graph"] is True
+        assert (report["mtu"], report["months"][0]["anonymous_ids"]) == (1, 0)
+    with Collector() as collector, Destinations(
+        collector, linked=lambda anonymous_id: False
+    ) as without:
+        with Client("key", host=collector.url) as client:
+            client.page(anonymous_id="browser-1", name="Home")
+            client.alias("browser-1", "u1")
+            assert client.flush(10)
+        assert without.report()["mtu"] == 2  # pairs alone: browser-1 looks unlinked
