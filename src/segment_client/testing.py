@@ -170,10 +170,10 @@ class SegmentRecorder:
             raise ValueError(f"{client!r} is closed; attach it before close_and_flush()")
         if id(client) in self._attached:
             return client
-        self._attached[id(client)] = (client, client._transport, client.send)
-        # The consumer looks its transport up on every attempt, so the swap applies to
-        # the next request, including a retry of a batch already in flight.
-        client._transport = client._consumer._transport = self.transport
+        # The next attempt uses the new transport, including a retry of a batch already
+        # in flight.
+        self._attached[id(client)] = (client, _swap_transport(client, self.transport),
+                                      client.send)
         client.send = True
         return client
 
@@ -184,7 +184,7 @@ class SegmentRecorder:
             raise ValueError(f"{client!r} is not attached to this recorder")
         _, transport, send = entry
         client.flush(_FLUSH_TIMEOUT_S)
-        client._transport = client._consumer._transport = transport
+        _swap_transport(client, transport)
         client.send = send
 
     def close(self) -> None:
@@ -349,6 +349,31 @@ class SegmentRecorder:
             "alias", count, previousId=previous_id, userId=user_id, _include={}
         )
 
+    def assert_not_identified(self, user_id: Any = _UNSET, **filters: Any) -> None:
+        """Assert no identify call matches (takes the filters of `assert_identified`)."""
+        __tracebackhide__ = True
+        self.assert_identified(user_id, count=0, **filters)
+
+    def assert_not_grouped(self, group_id: Any = _UNSET, **filters: Any) -> None:
+        """Assert no group call matches (takes the filters of `assert_grouped`)."""
+        __tracebackhide__ = True
+        self.assert_grouped(group_id, count=0, **filters)
+
+    def assert_not_paged(self, name: Any = _UNSET, **filters: Any) -> None:
+        """Assert no page call matches (takes the filters of `assert_paged`)."""
+        __tracebackhide__ = True
+        self.assert_paged(name, count=0, **filters)
+
+    def assert_not_screened(self, name: Any = _UNSET, **filters: Any) -> None:
+        """Assert no screen call matches (takes the filters of `assert_screened`)."""
+        __tracebackhide__ = True
+        self.assert_screened(name, count=0, **filters)
+
+    def assert_not_aliased(self, previous_id: Any = _UNSET, user_id: Any = _UNSET) -> None:
+        """Assert no alias call matches."""
+        __tracebackhide__ = True
+        self.assert_aliased(previous_id, user_id, count=0)
+
     def assert_no_messages(self) -> None:
         """Assert nothing at all was recorded."""
         __tracebackhide__ = True
@@ -395,6 +420,19 @@ class SegmentRecorder:
                 "recorder made or is attached to?)."
             )
         )
+
+
+def _swap_transport(client: Client, transport: Transport) -> Transport:
+    """Give `client` `transport`; returns the one it had."""
+    replace = getattr(client, "replace_transport", None)
+    if replace is not None:
+        previous: Transport = replace(transport)
+        return previous
+    # Until Client.replace_transport exists: the consumer looks its transport up on
+    # every attempt.
+    previous = client._transport
+    client._transport = client._consumer._transport = transport
+    return previous
 
 
 def _normalise(key: str, value: Any) -> Any:
