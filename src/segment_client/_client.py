@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from ._batch import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES
 from ._consumer import ClientStats, Consumer, ErrorHandler
-from ._exceptions import ConfigurationError, DeliveryError, MessageTooLargeError
+from ._exceptions import ConfigurationError, DeliveryError
 from ._json import dumps
 from ._messages import (
     Message,
@@ -23,6 +23,7 @@ from ._messages import (
     build_page,
     build_screen,
     build_track,
+    too_large_error,
 )
 from ._middleware import DropReporter, Middleware, MiddlewareChains
 from ._network import check_host_typo, oauth_server_for, resolve_host, session_options
@@ -433,7 +434,7 @@ class Client:
             return message_id
         data = dumps(message)
         if len(data) > MAX_MESSAGE_BYTES:
-            raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
+            raise too_large_error(message, len(data), MAX_MESSAGE_BYTES)
         if not self.send:
             self._consumer.drop_quietly("send_disabled")
         else:
