@@ -1,7 +1,9 @@
 """The `segment-client` command: send one message, run the local collector, the demo.
 
-Exit codes: 0 success; 1 a delivery failure (the reason is printed); 2 a usage error.
-The write key is read from `--write-key` or `$SEGMENT_WRITE_KEY` and never printed.
+Exit codes: 0 success; 1 a delivery failure (the reason is printed); 2 a usage,
+configuration or I/O error (a bad option, a database path that cannot be opened, a port
+that cannot be bound), reported in one line before anything is sent. The write key is
+read from `--write-key` or `$SEGMENT_WRITE_KEY` and never printed.
 
 Adding a subcommand: write `def _add_name(subparsers) -> None` that adds a parser with
 `set_defaults(handler=fn)` (fn takes the parsed namespace, returns the exit code) and
@@ -14,14 +16,16 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from ._client import DEFAULT_HOST, Client
 from ._exceptions import DeliveryError, SegmentError
@@ -37,6 +41,44 @@ _QUIET = logging.NullHandler()
 
 class UsageError(Exception):
     """A bad option value: printed with the usage hint, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit 2), not the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0..65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535 (0: any free one), got {value}")
+    return value
 
 
 def command(register: Register) -> Register:
@@ -101,9 +143,9 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         "--host", help="collector base URL (default $SEGMENT_HOST, then https://api.segment.io)"
     )
     parser.add_argument("--path", default="/v1/batch", help="batch route (default /v1/batch)")
-    parser.add_argument("--timeout", type=float, default=10.0,
+    parser.add_argument("--timeout", type=_seconds, default=10.0,
                         help="seconds to wait for delivery, retries included (default 10)")
-    parser.add_argument("--max-retries", type=int, default=3,
+    parser.add_argument("--max-retries", type=_count, default=3,
                         help="retries after a failed attempt (default 3)")
     parser.add_argument("--no-gzip", action="store_true", help="send uncompressed bodies")
 
@@ -137,7 +179,8 @@ def _send_one(args: argparse.Namespace) -> int:
     errors: list[str] = []
 
     def on_error(error: DeliveryError, messages: list[dict[str, Any]]) -> None:
-        errors.append(str(error).replace(write_key, "***"))
+        # The key as a whole word only: a short test key must not garble the text.
+        errors.append(re.sub(rf"(?<![\w-]){re.escape(write_key)}(?![\w-])", "***", str(error)))
 
     try:
         client = Client(
@@ -203,7 +246,7 @@ def _add_collector(subparsers: Any) -> None:
         description="Run a local Segment-compatible collector with a debugger page.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8787, help="port (default 8787; 0: any)")
+    parser.add_argument("--port", type=port, default=8787, help="port (default 8787; 0: any)")
     parser.add_argument("--db", default="segment-collector.sqlite3",
                         help="SQLite file, or :memory: (default segment-collector.sqlite3)")
     parser.add_argument("--quiet", action="store_true", help="no line per batch")
@@ -231,13 +274,23 @@ def _plan_validator(path: str | None) -> Callable[[dict[str, Any]], list[str]] |
         raise UsageError(f"--tracking-plan: {exc}") from None
 
 
+FAULT_KINDS = (
+    "a fault is comma-separated fields, one of the kinds status=CODE, drop or "
+    "delay=SECONDS, with rate=0..1, count=N, retry_after=SECONDS or store "
+    "(e.g. status=500,rate=0.2)"
+)
+
+
 def _faults(specs: Sequence[str]) -> list[Any]:
     from .collector import parse_fault
 
-    try:
-        return [parse_fault(spec) for spec in specs]
-    except ValueError as exc:
-        raise UsageError(f"--fault: {exc}") from None
+    faults = []
+    for spec in specs:
+        try:
+            faults.append(parse_fault(spec))
+        except ValueError as exc:
+            raise UsageError(f"--fault {spec!r}: {exc}; {FAULT_KINDS}") from None
+    return faults
 
 
 def _interrupt_on_sigterm() -> None:
@@ -251,24 +304,27 @@ def _interrupt_on_sigterm() -> None:
 
 
 def _run_collector(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from .collector import Collector
 
+    faults, validator = _faults(args.fault), _plan_validator(args.tracking_plan)
     try:
         collector = Collector(
             args.host, args.port, db=args.db, write_key=args.write_key, strict=args.strict,
-            faults=_faults(args.fault), seed=args.seed,
+            faults=faults, seed=args.seed,
             log=None if args.quiet else sys.stdout, discard=args.discard,
-            validator=_plan_validator(args.tracking_plan),
+            validator=validator,
         )
+    except (OSError, sqlite3.Error) as exc:
+        raise UsageError(f"--db {args.db}: cannot open the database: {exc}") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:
         url = collector.start()
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         collector.store.close()
-        print(f"segment-client: cannot listen on {args.host}:{args.port}: {exc}",
-              file=sys.stderr)
-        return 1
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     auth = "write key required" if args.write_key else "any write key"
     print(f"segment-client collector listening on {url} (POST {url}/v1/batch; "
           f"page {url}/; db {args.db}; {auth}); Ctrl-C to stop", flush=True)
@@ -295,7 +351,7 @@ def _add_demo(subparsers: Any) -> None:
     )
     parser.add_argument("--users", type=int, default=8, help="simulated users (default 8)")
     parser.add_argument("--seed", type=int, default=7, help="stream seed (default 7)")
-    parser.add_argument("--port", type=int, default=0, help="collector port (default: free)")
+    parser.add_argument("--port", type=port, default=0, help="collector port (default: free)")
     parser.add_argument("--keep-open", action="store_true",
                         help="keep the collector and its page running until Ctrl-C")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -436,7 +492,7 @@ def _print_summary(summary: dict[str, Any], out: TextIO) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="segment-client",
         description="Send Segment messages, run a local collector, or try the demo.",
     )
@@ -460,6 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return handler(args)
-    except UsageError as exc:
+    except (UsageError, SegmentError) as exc:
+        # SegmentError here is a ConfigurationError or MessageError a command did not
+        # turn into a UsageError itself: still the user's input, still one line.
         print(f"segment-client {args.command}: error: {exc}", file=sys.stderr)
         return 2
