@@ -45,7 +45,7 @@ def _guard_network(stub_url: str) -> None:
 
     socket.getaddrinfo = local_only
 
-    from segment_client import _transport
+    from segment_client._transports import _http as _transport
     from segment_client.collector import _server
 
     started: set[str] = set()

@@ -112,7 +112,7 @@ def test_the_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     analytics.send = False
     analytics.identify("user-1", {"plan": "pro"})
     assert analytics.default_client is not None
-    assert analytics.default_client._write_key == "env-key"
+    assert analytics.default_client._config.write_key == "env-key"
 
 
 def test_settings_are_read_at_the_first_call_and_later_changes_are_logged(
@@ -128,7 +128,7 @@ def test_settings_are_read_at_the_first_call_and_later_changes_are_logged(
     client = analytics.default_client
     assert client is not None
     assert (client.flush_at, client.flush_interval, client.max_queue_size) == (7, 2.5, 50)
-    assert client._write_key == "late-key"
+    assert client._config.write_key == "late-key"
     caplog.set_level(logging.WARNING, "segment_client")
     analytics.write_key = "other-key"
     analytics.write_key = "other-key"  # unchanged: not logged again
@@ -141,7 +141,7 @@ def test_settings_are_read_at_the_first_call_and_later_changes_are_logged(
     assert analytics.default_client is None
     analytics.page("user-1", "Docs", "Install")  # a new client, with the new key
     assert analytics.default_client is not client
-    assert analytics.default_client._write_key == "other-key"
+    assert analytics.default_client._config.write_key == "other-key"
 
 
 def test_flush_at_wins_over_upload_size() -> None:

@@ -366,11 +366,11 @@ def test_discard_mode_counts_without_storing() -> None:
 
 @pytest.fixture(name="parser", params=["orjson", "stdlib"])
 def _parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    from segment_client.collector import _server
+    from segment_client.collector import _ingest
 
     if request.param == "stdlib":
-        monkeypatch.setattr(_server, "loads_fast", None)
-    elif _server.loads_fast is None:
+        monkeypatch.setattr(_ingest, "loads_fast", None)
+    elif _ingest.loads_fast is None:
         pytest.skip("orjson is not installed")
     return str(request.param)
 
@@ -457,3 +457,51 @@ def test_a_batch_that_cannot_be_stored_after_its_answer_is_reported(
     assert rejection["status"] == 500
     assert "stored none of 2 message(s): RuntimeError: database is locked" in rejection["reason"]
     assert collector.stats()["total"] == 0
+
+
+def test_extension_points_a_route_a_view_and_a_store_listener(
+    collector: Collector, http: requests.Session
+) -> None:
+    from segment_client.collector._http import Request, Response, json_response
+    from segment_client.collector._store import StoredRow
+
+    seen: list[list[StoredRow]] = []
+    cleared: list[bool] = []
+    remove = collector.add_listener(seen.append, lambda: cleared.append(True))
+
+    def hello(request: Request) -> Response:
+        return json_response(200, {"hello": request.query().get("name")})
+
+    collector.routes.add("GET", "/v1/hello", hello)
+    collector.routes.add_view("/static/other.html", "Other view")
+    assert http.get(collector.url + "/v1/hello?name=x", timeout=5).json() == {"hello": "x"}
+    assert http.get(collector.url + "/v1/views", timeout=5).json() == [
+        {"path": "/", "title": "Live events"},
+        {"path": "/static/other.html", "title": "Other view"},
+    ]
+    messages = [track(), track(messageId="same"), track(messageId="same")]
+    assert post(http, collector, {"batch": messages}).status_code == 200
+    collector.stats()  # a read waits for the batch answered before it
+    (rows,) = seen
+    assert [row.id for row in rows] == [1, 2, 3]
+    assert [row.message for row in rows] == messages
+    assert [row.duplicate for row in rows] == [False, False, True]
+    assert len({row.batch_id for row in rows}) == 1
+    assert post(http, collector, {"batch": [track()]}, "/v1/clear").ok
+    assert cleared == [True]
+    remove()
+    assert post(http, collector, {"batch": [track()]}).status_code == 200
+    collector.stats()
+    assert len(seen) == 1
+
+
+def test_a_failing_listener_never_breaks_ingest(
+    collector: Collector, http: requests.Session
+) -> None:
+    def broken(rows: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    collector.add_listener(broken)
+    assert post(http, collector, {"batch": [track(), track()]}).status_code == 200
+    assert collector.stats()["total"] == 2
+    assert collector.rejections() == []

@@ -21,15 +21,16 @@ import pytest
 
 from segment_client import Client
 from segment_client import _uwsgi as uwsgi_seam
+from segment_client.collector import Collector
 from segment_client.testing import RecordingTransport
-from tests._localhttp import Collector, LocalServer
+from tests._support.localhttp import LocalServer, ScriptedAPI
 
 # -- asyncio -----------------------------------------------------------------------------
 
 
 def test_aflush_waits_without_blocking_the_event_loop() -> None:
     gate = threading.Event()
-    collector = Collector(gate=gate)
+    collector = ScriptedAPI(gate=gate)
     with LocalServer(collector) as api:
         client = Client("wk", host=api.url)
 
@@ -146,7 +147,7 @@ def _run_green(mode: str, tmp_path: Path) -> dict[str, object]:
     script = tmp_path / "green.py"
     script.write_text(GREEN_SCRIPT)
     gate = threading.Event()
-    fast, slow = Collector(), Collector(gate=gate)
+    fast, slow = ScriptedAPI(), ScriptedAPI(gate=gate)
     with LocalServer(fast) as fast_api, LocalServer(slow) as slow_api:
         try:
             proc = subprocess.run(
@@ -244,12 +245,6 @@ UWSGI_APP = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(url: str, timeout: float = 10) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read().decode()
@@ -259,36 +254,33 @@ def test_real_uwsgi_worker_without_threads(tmp_path: Path) -> None:
     binary = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
     # uwsgi is in the test extra: a missing binary is a broken install, not a skip.
     assert binary is not None, "uwsgi is not installed: pip install -e '.[test]'"
-    collector = Collector()
-    with LocalServer(collector) as api:
+    with Collector() as collector:
         app = tmp_path / "app.py"
-        app.write_text(UWSGI_APP.replace("COLLECTOR", repr(api.url)))
-        port = _free_port()
+        app.write_text(UWSGI_APP.replace("COLLECTOR", repr(collector.url)))
+        # The test listens and hands the socket to uwsgi: a request made before the
+        # worker is up waits in the backlog instead of being refused (no polling).
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        listener.set_inheritable(True)
         log = tmp_path / "uwsgi.log"
         proc = subprocess.Popen(
-            [binary, "--http-socket", f"127.0.0.1:{port}", "--wsgi-file", str(app),
+            [binary, "--http-socket", f"fd://{listener.fileno()}", "--wsgi-file", str(app),
              "--processes", "1", "--master", "--virtualenv", sys.prefix,
              "--die-on-term", "--logto", str(log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=[listener.fileno()],
         )
+        listener.close()
         try:
             base = f"http://127.0.0.1:{port}"
-            for _ in range(200):  # until the worker accepts (bounded, no sleep)
-                try:
-                    detected = _get(base + "/detect", timeout=0.05)
-                    break
-                except OSError:
-                    threading.Event().wait(0.05)
-            else:
-                pytest.fail(f"uwsgi did not start: {log.read_text()}")
-            assert detected == "True"
+            assert _get(base + "/detect", timeout=60) == "True"
             for i in range(7):
                 assert _get(f"{base}/e{i}") == "ok"
-            assert len(collector.messages) == 6  # two size triggers of 3, in the requests
+            assert len(collector.messages()) == 6  # two size triggers of 3, in the requests
             assert _get(base + "/flush") == "True"
-            assert len(collector.messages) == 7
+            assert len(collector.messages()) == 7
+            events = sorted(m["event"] for m in collector.messages())
         finally:
             proc.terminate()
             proc.wait(10)
-    assert sorted(m["event"] for m in collector.messages) == sorted(f"/e{i}" for i in range(7))
+    assert events == sorted(f"/e{i}" for i in range(7))
     assert "--enable-threads" in log.read_text()

@@ -18,6 +18,7 @@ from segment_client import (
     TransportError,
 )
 from segment_client.testing import RecordingTransport
+from tests._support.clock import DEADLINE_MARGIN_S, FakeClock
 
 FAST = {"retry_base_delay": 0.0, "retry_max_delay": 0.0}
 
@@ -136,11 +137,11 @@ class TestRetries:
         """429 + Retry-After waits and does not count against max_retries."""
         transport = RecordingTransport([APIError(429, retry_after=0.0)] * 2)
         client = make_client(transport=transport, max_retries=0, **FAST)
+        clock = FakeClock().install(client)
         client.track("u", "E")
-        started = time.monotonic()
         assert client.flush(10)
         # Retry-After is clamped to at least 1 s per wait.
-        assert time.monotonic() - started >= 2.0
+        assert clock.waits == [1.0, 1.0]
         assert len(transport.attempts) == 3
 
     def test_rate_limit_budget(self, make_client: MakeClient) -> None:
@@ -149,8 +150,10 @@ class TestRetries:
         client = make_client(
             transport=transport, rate_limit_budget=1.5, on_error=errors, **FAST
         )
+        clock = FakeClock().install(client)
         client.track("u", "E")
         assert client.flush(10) is False
+        assert clock.waits == [1.0]  # a second wait would pass the 1.5 s budget
         assert len(transport.attempts) == 2
         assert client.stats().failed == 1
 
@@ -182,10 +185,12 @@ class TestQueueFull:
         sending = threading.Event()
 
         class Blocking(RecordingTransport):
-            def send(self, batch: Any, *, retry_count: int = 0) -> None:
+            def send(
+                self, batch: Any, *, retry_count: int = 0, timeout: float | None = None
+            ) -> None:
                 sending.set()
                 gate.wait(10)
-                super().send(batch, retry_count=retry_count)
+                super().send(batch, retry_count=retry_count, timeout=timeout)
 
         errors = Errors()
         transport = Blocking()
@@ -214,7 +219,7 @@ class TestFlushAndClose:
         client.track("u", "E")
         started = time.monotonic()
         assert client.flush(0.3) is False
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 0.3 + DEADLINE_MARGIN_S
 
     def test_close_deadline_reports_everything_left(self, make_client: MakeClient) -> None:
         """close_and_flush(timeout=1) against a transport that always fails returns in
@@ -225,7 +230,7 @@ class TestFlushAndClose:
         ids = {client.track("u", f"E{i}") for i in range(35)}
         started = time.monotonic()
         assert client.close_and_flush(timeout=1) is False
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 1 + DEADLINE_MARGIN_S
         reported = [m["messageId"] for m in errors.messages]
         assert sorted(reported) == sorted(ids)
         stats = client.stats()
@@ -240,7 +245,7 @@ class TestFlushAndClose:
         assert transport.wait_for_attempts(1)
         started = time.monotonic()
         assert client.close_and_flush(timeout=0.5) is False
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 0.5 + DEADLINE_MARGIN_S
 
     def test_close_drains_and_is_idempotent(
         self, make_client: MakeClient, transport: RecordingTransport

@@ -55,7 +55,7 @@ from typing import Any
 import pytest
 
 from segment_client._cli import build_parser
-from tests.stub_collector import StubCollector
+from tests._support.stub_collector import StubCollector
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted(

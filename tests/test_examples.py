@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stub_collector import StubCollector
+from tests._support.stub_collector import StubCollector
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 #: Framework example apps: run through their framework's test client by tests/integrations.

@@ -14,7 +14,7 @@ import responses
 
 from segment_client import _json
 from segment_client._messages import build_track, new_message_id
-from segment_client._transport import HTTPTransport
+from segment_client._transports._http import HTTPTransport
 
 
 def test_message_ids_are_distinct_uuid4_text() -> None:

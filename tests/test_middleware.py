@@ -198,7 +198,7 @@ def test_consumer_side_drops_and_errors_are_counted_exactly(
 
 def test_consumer_side_failure_reports_only_what_was_sent() -> None:
     errors, on_error = _recorder()
-    transport = RecordingTransport(fail_always=400)
+    transport = RecordingTransport(fail_always=401)  # 400 would bisect the batch
     client = Client("k", transport=transport, on_error=on_error, flush_at=10, max_retries=0)
     try:
         client.add_middleware(

@@ -24,8 +24,9 @@ from segment_client import (
     TransportError,
 )
 from segment_client._network import EU_HOST, US_HOST
+from segment_client.collector import Collector
 from segment_client.testing import RecordingTransport
-from tests._localhttp import Collector, LocalServer, forward_proxy
+from tests._support.localhttp import LocalServer, ScriptedAPI, forward_proxy
 
 PROXY_VARS = (
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
@@ -44,39 +45,38 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_proxies_option_sends_through_the_proxy() -> None:
-    collector = Collector()
     proxy, relayed = forward_proxy()
-    with LocalServer(collector) as api, proxy:
-        client = Client("wk", host=api.url, proxies={"http": proxy.url}, max_retries=0)
+    with Collector() as collector, proxy:
+        client = Client("wk", host=collector.url, proxies={"http": proxy.url}, max_retries=0)
         for i in range(5):
             client.track("u", f"E{i}")
         assert client.close_and_flush(10)
-    assert len(collector.messages) == 5
-    assert relayed == [f"{api.url}/v1/batch"]
+        assert len(collector.messages()) == 5
+    assert relayed == [f"{collector.url}/v1/batch"]
 
 
 def test_proxy_environment_variables_keep_working(monkeypatch: pytest.MonkeyPatch) -> None:
-    collector = Collector()
     proxy, relayed = forward_proxy()
-    with LocalServer(collector) as api, proxy:
+    with Collector() as collector, proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        client = Client("wk", host=api.url, max_retries=0)
+        client = Client("wk", host=collector.url, max_retries=0)
         client.track("u", "E")
         assert client.close_and_flush(10)
-    assert len(collector.messages) == 1 and relayed == [f"{api.url}/v1/batch"]
+        assert len(collector.messages()) == 1
+    assert relayed == [f"{collector.url}/v1/batch"]
 
 
 def test_explicit_proxies_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    collector = Collector()
     proxy, relayed = forward_proxy()
     dead, _ = forward_proxy()
     dead.close()  # a port nothing listens on any more
-    with LocalServer(collector) as api, proxy:
+    with Collector() as collector, proxy:
         monkeypatch.setenv("HTTP_PROXY", dead.url)
-        client = Client("wk", host=api.url, proxies={"http": proxy.url}, max_retries=0)
+        client = Client("wk", host=collector.url, proxies={"http": proxy.url}, max_retries=0)
         client.track("u", "E")
         assert client.close_and_flush(10)
-    assert len(collector.messages) == 1 and len(relayed) == 1
+        assert len(collector.messages()) == 1
+    assert len(relayed) == 1
 
 
 def test_proxy_password_is_redacted_from_transport_errors(
@@ -161,7 +161,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def tls_api(pki: dict[str, str]) -> Iterator[tuple[LocalServer, Collector, ssl.SSLContext]]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki["server"])
-    collector = Collector()
+    collector = ScriptedAPI()  # TLS: the library's collector speaks plain HTTP
     with LocalServer(collector, tls=context) as server:
         yield server, collector, context
 

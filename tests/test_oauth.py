@@ -23,8 +23,8 @@ from segment_client import (
     OAuthError,
     OAuthSettings,
 )
-from segment_client._oauth import OAuthTransport, TokenManager
-from tests._localhttp import Collector, LocalServer, Request, Response
+from segment_client._transports._auth import OAuth, TokenManager
+from tests._support.localhttp import LocalServer, Request, Response, ScriptedAPI
 
 
 def make_key() -> tuple[str, Any]:
@@ -106,7 +106,7 @@ def settings(pem: str, server: LocalServer) -> OAuthSettings:
 
 def test_token_fetched_once_cached_and_sent_as_bearer(rsa_key, token_server) -> None:
     tokens, auth = token_server
-    collector = Collector(authorize=bearer_only())
+    collector = ScriptedAPI(authorize=bearer_only())
     with LocalServer(collector) as api:
         client = Client("wk-secret", host=api.url, flush_at=3, oauth=settings(rsa_key[0], auth))
         for i in range(7):
@@ -186,7 +186,7 @@ def test_token_endpoint_429_is_honoured_without_calling_it_early(rsa_key, token_
 def test_client_waits_for_token_429_then_delivers(rsa_key, token_server) -> None:
     tokens, auth = token_server
     tokens.script = [Response(429, b"", {"Retry-After": "1"})]
-    collector = Collector(authorize=bearer_only())
+    collector = ScriptedAPI(authorize=bearer_only())
     with LocalServer(collector) as api:
         client = Client("wk", host=api.url, oauth=settings(rsa_key[0], auth))
         client.track("u", "E")
@@ -202,7 +202,7 @@ def test_refused_token_fails_the_batch_and_reports_it(rsa_key, token_server) -> 
     tokens, auth = token_server
     tokens.script = [Response(401, b'{"error": "invalid_client"}')]
     reported: list[tuple[DeliveryError, int]] = []
-    collector = Collector()
+    collector = ScriptedAPI()
     with LocalServer(collector) as api:
         client = Client(
             "wk", host=api.url, oauth=settings(rsa_key[0], auth),
@@ -222,7 +222,7 @@ def test_refused_token_fails_the_batch_and_reports_it(rsa_key, token_server) -> 
 
 def test_api_401_discards_the_token_and_retries_once_with_a_new_one(rsa_key, token_server):
     tokens, auth = token_server
-    collector = Collector(authorize=bearer_only(valid={"tok-2"}))  # tok-1 was revoked
+    collector = ScriptedAPI(authorize=bearer_only(valid={"tok-2"}))  # tok-1 was revoked
     with LocalServer(collector) as api:
         client = Client("wk", host=api.url, oauth=settings(rsa_key[0], auth))
         for i in range(4):
@@ -237,7 +237,7 @@ def test_api_401_discards_the_token_and_retries_once_with_a_new_one(rsa_key, tok
 
 def test_api_403_twice_fails_the_batch_after_one_refresh(rsa_key, token_server) -> None:
     tokens, auth = token_server
-    collector = Collector(authorize=lambda r: Response(403, b'{"error": "forbidden"}'))
+    collector = ScriptedAPI(authorize=lambda r: Response(403, b'{"error": "forbidden"}'))
     reported: list[tuple[DeliveryError, int]] = []
     with LocalServer(collector) as api:
         client = Client(
@@ -274,9 +274,11 @@ def test_region_chooses_the_auth_server(rsa_key) -> None:
     eu = Client("wk", region="eu", oauth=OAuthSettings("c", "k", pem))
     us = Client("wk", oauth=OAuthSettings("c", "k", pem))
     try:
-        assert isinstance(eu._transport, OAuthTransport)
-        assert eu._transport.tokens.url == "https://oauth2.eu1.segmentapis.com/token"
-        assert us._transport.tokens.url == "https://oauth2.segment.io/token"  # type: ignore[attr-defined]
+        eu_auth = eu._consumer.sender.transport.auth  # type: ignore[attr-defined]
+        us_auth = us._consumer.sender.transport.auth  # type: ignore[attr-defined]
+        assert isinstance(eu_auth, OAuth) and isinstance(us_auth, OAuth)
+        assert eu_auth.tokens.url == "https://oauth2.eu1.segmentapis.com/token"
+        assert us_auth.tokens.url == "https://oauth2.segment.io/token"
     finally:
         eu.close_and_flush(1)
         us.close_and_flush(1)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from segment_client import Client, DeliveryError, OAuthSettings
-from tests._localhttp import Collector, LocalServer, Request, Response
+from tests._support.localhttp import LocalServer, Request, Response, ScriptedAPI
 from tests.test_oauth import TokenServer, make_key
 
 WRITE_KEY = "wk-SUPER-SECRET-7f3a"
@@ -28,7 +28,7 @@ def echo(request: Request) -> Response:
 
 
 def _texts(client: Client, errors: list[DeliveryError], caplog: pytest.LogCaptureFixture) -> str:
-    parts = [caplog.text, repr(client), str(client), repr(client._transport)]
+    parts = [caplog.text, repr(client), str(client), repr(client._consumer.sender.transport)]
     for error in errors:
         parts += [str(error), repr(error), repr(error.args)]
         parts += [str(getattr(error, "body", ""))]
@@ -50,7 +50,7 @@ def _free_port() -> int:
 def test_write_key_never_leaks(path: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[DeliveryError] = []
-    server = LocalServer(echo if path == "echo_401" else Collector([500, 503]))
+    server = LocalServer(echo if path == "echo_401" else ScriptedAPI([500, 503]))
     host = server.url
     if path == "refused_connection":
         server.close()
@@ -92,8 +92,8 @@ def test_oauth_secrets_never_leak(caplog: pytest.LogCaptureFixture) -> None:
 
         auth_echo = LocalServer(echo_assertion)
         try:
-            client._transport.tokens.url = auth_echo.url + "/token"  # type: ignore[attr-defined]
-            client._transport.tokens._token = None  # type: ignore[attr-defined]
+            client._consumer.sender.transport.auth.tokens.url = auth_echo.url + "/token"  # type: ignore[attr-defined]
+            client._consumer.sender.transport.auth.tokens._token = None  # type: ignore[attr-defined]
             client.track("u", "F")
             assert client.flush(10) is False
         finally:
@@ -105,6 +105,6 @@ def test_oauth_secrets_never_leak(caplog: pytest.LogCaptureFixture) -> None:
     assert all("***" in str(error) for error in errors)  # the echoes were redacted
     key_body = "".join(pem.strip().splitlines()[1:-1])
     secrets: list[Any] = [WRITE_KEY, BASIC, "tok-1", "tok-2", assertion, key_body[:40]]
-    manager = client._transport.tokens  # type: ignore[attr-defined]
+    manager = client._consumer.sender.transport.auth.tokens  # type: ignore[attr-defined]
     text = _texts(client, errors, caplog) + repr(oauth) + repr(manager)
     _assert_clean(text, secrets)

@@ -47,13 +47,12 @@ class TestWiring:
         self, recorder: SegmentRecorder, app_client: Client
     ) -> None:
         """attach() records a send=False client; detach() gives back transport and flag."""
-        original = app_client._transport
+        original = app_client._consumer.sender.transport
         assert recorder.attach(app_client) is app_client
         app_client.track("user-1", "Signed Up")
         recorder.assert_tracked("Signed Up", user_id="user-1", count=1)
         recorder.detach(app_client)
-        assert app_client._transport is original
-        assert app_client._consumer._transport is original
+        assert app_client._consumer.sender.transport is original
         assert app_client.send is False
         app_client.track("user-1", "Not recorded")
         assert recorder.events == ["Signed Up"]

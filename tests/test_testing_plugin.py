@@ -128,7 +128,7 @@ def test_ini_option_attaches_a_module_level_client(pytester: pytest.Pytester) ->
 
         def test_restored_after_the_test():
             from segment_client import HTTPTransport
-            assert isinstance(app.client._transport, HTTPTransport)
+            assert isinstance(app.client._consumer.sender.transport, HTTPTransport)
             assert app.client.send is False
         """
     )
@@ -273,6 +273,51 @@ def test_it(segment_recorder):
     assert [m["event"] for m in own.messages] == ["Custom"]
     for client in (app, local, custom):
         client.close_and_flush(5)
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_a_client_that_forgot_the_fixture_sends_nothing(pytester: pytest.Pytester) -> None:
+    """A real Client with the default host: the request is refused before it is made,
+    reported through on_error, and the test fails naming the fixture."""
+    pytester.makepyfile(
+        """
+from segment_client import Client
+
+def test_forgot_the_fixture():
+    errors = []
+    client = Client("k", max_retries=0, on_error=lambda error, messages: errors.append(
+        (type(error).__name__, str(error), len(messages))))
+    client.track("user-1", "Signed Up")
+    assert client.flush(5) is False
+    client.close_and_flush(1)
+    [(kind, text, count)] = errors
+    assert (kind, count) == ("TransportError", 1)
+    assert text.startswith("segment_client: request to https://api.segment.io/v1/batch "
+                           "refused during test_a_client_that_forgot_the_fixture_sends_"
+                           "nothing.py::test_forgot_the_fixture")
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*a request was refused:*", "*segment_recorder fixture*"])
+
+
+def test_requests_mocked_by_responses_are_not_refused(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import responses
+from segment_client import Client
+
+@responses.activate
+def test_mocked():
+    responses.add(responses.POST, "https://api.segment.io/v1/batch", json={})
+    client = Client("k", max_retries=0)
+    client.track("user-1", "Signed Up")
+    assert client.flush(5) is True
+    client.close_and_flush(1)
+    assert len(responses.calls) == 1
 """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

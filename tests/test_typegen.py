@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from segment_client import Client
-from segment_client._typegen import generate, main
+from segment_client._plan._typegen import generate, main
 from segment_client.testing import RecordingTransport
 
 PLANS = Path(__file__).parent / "plans"

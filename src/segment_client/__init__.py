@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging as _logging
 
 from ._client import Client
-from ._consumer import ClientStats
 from ._exceptions import (
     APIError,
     ClientClosedError,
@@ -28,9 +27,8 @@ from ._exceptions import (
     TransportError,
 )
 from ._middleware import Middleware, redact_pii, sample, static_context
-from ._oauth import OAuthError, OAuthSettings
 from ._plan import PlanError, TrackingPlan, TrackingPlanViolation, load_plan
-from ._queue import MemoryQueue, MessageQueue
+from ._queue import MemoryQueue, MessageQueue, QueueLoss, QueuePolicy
 from ._retry import RetryPolicy
 from ._scope import (
     MessageDefaults,
@@ -39,7 +37,10 @@ from ._scope import (
     set_context_defaults,
 )
 from ._signals import install_sigterm_handler
-from ._transport import HTTPTransport, Transport
+from ._stats import ClientStats
+from ._transports import ConnectionDropped, Transport
+from ._transports._auth import OAuthError, OAuthSettings
+from ._transports._http import HTTPTransport
 from ._version import __version__
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "ClientClosedError",
     "ClientStats",
     "ConfigurationError",
+    "ConnectionDropped",
     "DeliveryError",
     "HTTPTransport",
     "MemoryQueue",
@@ -61,6 +63,8 @@ __all__ = [
     "OAuthSettings",
     "PlanError",
     "QueueFullError",
+    "QueueLoss",
+    "QueuePolicy",
     "RetryPolicy",
     "SegmentError",
     "TrackingPlan",
@@ -79,9 +83,11 @@ __all__ = [
 ]
 
 # Public objects report the public module, not the private one they live in.
+# Only classes defined in this package: on Python 3.10 some typing objects (generic
+# aliases) are instances of `type`-like classes whose `__module__` is read-only.
 for _name in __all__:
     _obj = globals()[_name]
-    if isinstance(_obj, type):
+    if isinstance(_obj, type) and _obj.__module__.startswith(__name__ + "."):
         _obj.__module__ = __name__
 del _name, _obj
 

@@ -19,12 +19,9 @@ import logging
 import math
 import os
 import re
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 from ._client import DEFAULT_HOST, Client
@@ -222,121 +219,38 @@ def _send_one(args: argparse.Namespace) -> int:
     return 1
 
 
-# -- the collector ------------------------------------------------------------------------
-
-def _add_collector_options(parser: argparse.ArgumentParser, *, serving: bool) -> None:
-    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                        help="inject a fault, e.g. status=500,rate=0.2 | "
-                             "status=429,rate=0.1,retry_after=1 | drop,rate=0.05 | "
-                             "delay=2,count=3 (repeatable)")
-    parser.add_argument("--seed", type=int, help="seed for the fault generator")
-    parser.add_argument("--tracking-plan", metavar="PLAN.json",
-                        help="check each stored message against this tracking plan and "
-                             "record its violations (shown on the debugger page)")
-    if serving:
-        parser.add_argument("--write-key", help="require this write key (401 otherwise)")
-        parser.add_argument("--strict", action="store_true",
-                            help="answer 400 to a batch with an invalid message")
-
+# -- the collector (defined in collector/_command.py) -------------------------------------
 
 @command
 def _add_collector(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "collector", help="run the local Segment-compatible collector",
-        description="Run a local Segment-compatible collector with a debugger page.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    parser.add_argument("--port", type=port, default=8787, help="port (default 8787; 0: any)")
-    parser.add_argument("--db", default="segment-collector.sqlite3",
-                        help="SQLite file, or :memory: (default segment-collector.sqlite3)")
-    parser.add_argument("--quiet", action="store_true", help="no line per batch")
-    parser.add_argument("--discard", action="store_true",
-                        help="count messages without validating or storing them (benchmarks)")
-    _add_collector_options(parser, serving=True)
-    parser.set_defaults(handler=_run_collector)
+    from .collector._command import add_parser
+
+    add_parser(subparsers)
 
 
 @command
 def _add_typegen(subparsers: Any) -> None:
-    from ._typegen import add_parser
+    from ._plan._typegen import add_parser
 
     add_parser(subparsers)
 
 
 def _plan_validator(path: str | None) -> Callable[[dict[str, Any]], list[str]] | None:
-    if path is None:
-        return None
-    from ._plan import PlanError, load_plan
+    from .collector._command import plan_validator
 
-    try:
-        return load_plan(path).check
-    except (OSError, PlanError, ValueError) as exc:
-        raise UsageError(f"--tracking-plan: {exc}") from None
-
-
-FAULT_KINDS = (
-    "a fault is comma-separated fields, one of the kinds status=CODE, drop or "
-    "delay=SECONDS, with rate=0..1, count=N, retry_after=SECONDS or store "
-    "(e.g. status=500,rate=0.2)"
-)
+    return plan_validator(path)
 
 
 def _faults(specs: Sequence[str]) -> list[Any]:
-    from .collector import parse_fault
+    from .collector._command import faults
 
-    faults = []
-    for spec in specs:
-        try:
-            faults.append(parse_fault(spec))
-        except ValueError as exc:
-            raise UsageError(f"--fault {spec!r}: {exc}; {FAULT_KINDS}") from None
-    return faults
+    return list(faults(specs))
 
 
 def _interrupt_on_sigterm() -> None:
-    # Ctrl-C and SIGTERM both end `serve_forever` through KeyboardInterrupt.
-    if threading.current_thread() is threading.main_thread():
+    from .collector._command import interrupt_on_sigterm
 
-        def handler(signum: int, frame: FrameType | None) -> None:
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, handler)
-
-
-def _run_collector(args: argparse.Namespace) -> int:
-    import sqlite3
-
-    from .collector import Collector
-
-    faults, validator = _faults(args.fault), _plan_validator(args.tracking_plan)
-    try:
-        collector = Collector(
-            args.host, args.port, db=args.db, write_key=args.write_key, strict=args.strict,
-            faults=faults, seed=args.seed,
-            log=None if args.quiet else sys.stdout, discard=args.discard,
-            validator=validator,
-        )
-    except (OSError, sqlite3.Error) as exc:
-        raise UsageError(f"--db {args.db}: cannot open the database: {exc}") from None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        url = collector.start()
-    except (OSError, OverflowError) as exc:
-        collector.store.close()
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
-    auth = "write key required" if args.write_key else "any write key"
-    print(f"segment-client collector listening on {url} (POST {url}/v1/batch; "
-          f"page {url}/; db {args.db}; {auth}); Ctrl-C to stop", flush=True)
-    _interrupt_on_sigterm()
-    try:
-        collector.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        collector.close()
-    print("segment-client collector stopped", flush=True)
-    return 0
+    interrupt_on_sigterm()
 
 
 # -- the demo -----------------------------------------------------------------------------

@@ -1,18 +1,28 @@
-"""The Client: configuration, the six calls, and the lifecycle (flush, close, atexit)."""
+"""The Client: the six calls through one path, live options, and the lifecycle."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
+import threading
 import weakref
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 from ._batch import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES
-from ._consumer import ClientStats, Consumer, ErrorHandler
+from ._config import (
+    DEFAULT_FLUSH_TIMEOUT,
+    DEFAULT_HOST,
+    DEFAULT_PATH,
+    check_flag,
+    check_number,
+    check_options,
+    check_timeout,
+)
+from ._consumer import Consumer, ErrorHandler
 from ._exceptions import ConfigurationError, DeliveryError
 from ._json import dumps
 from ._messages import (
@@ -26,51 +36,43 @@ from ._messages import (
     too_large_error,
 )
 from ._middleware import DropReporter, Middleware, MiddlewareChains
-from ._network import check_host_typo, oauth_server_for, resolve_host, session_options
-from ._oauth import OAuthSettings, OAuthTransport
-from ._plan import PlanEnforcer, TrackingPlan, ViolationHandler, load_plan
-from ._queue import MemoryQueue, MessageQueue
+from ._network import oauth_server_for
+from ._plan import PlanEnforcer, TrackingPlan, ViolationHandler
+from ._queue import MemoryQueue, MessageQueue, adapt_queue
 from ._retry import RetryPolicy
 from ._scope import current_defaults
 from ._spool import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_SYNC_INTERVAL, SpoolQueue
-from ._transport import HTTPTransport, Transport
+from ._stats import ClientStats
+from ._transports import Transport
+from ._transports._auth import OAuth, OAuthSettings
+from ._transports._http import HTTPTransport
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Client"]
 
-DEFAULT_HOST = "https://api.segment.io"
-DEFAULT_PATH = "/v1/batch"
 
+def _read_only(name: str) -> property:
+    """A read-only attribute whose setter says so, naming the option."""
 
-def _check_number(
-    name: str, value: Any, *, minimum: float, maximum: float | None = None,
-    integer: bool = False, inclusive: bool = True,
-) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (integer and not isinstance(value, int))
-    ):
-        expected = "an integer" if integer else "a number"
-        raise ConfigurationError(f"{name} must be {expected}, got {value!r}")
-    number = float(value)
-    too_small = number < minimum if inclusive else number <= minimum
-    if too_small or (maximum is not None and number > maximum):
-        bound = f">= {minimum}" if inclusive else f"> {minimum}"
-        if maximum is not None:
-            bound += f" and <= {maximum}"
-        raise ConfigurationError(f"{name} must be {bound}, got {value!r}")
+    def get(self: Client) -> Any:
+        return getattr(self._config, name)
 
-
-def _normalise_host(host: str) -> str:
-    if not isinstance(host, str) or not host.strip():
-        raise ConfigurationError(f"host must be a URL such as {DEFAULT_HOST!r}, got {host!r}")
-    host = host.strip().rstrip("/")
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(
-            f"host must start with http:// or https:// and name a server, got {host!r}"
+    def refuse(self: Client, value: Any) -> None:
+        raise AttributeError(
+            f"Client.{name} is fixed when the client is created; "
+            f"create a new Client({name}=...) to change it"
         )
-    return host
+
+    return property(get, refuse, doc=f"The `{name}` option (read-only).")
+
+
+def _scoped(
+    user_id: str | int | None, anonymous_id: str | int | None, context: dict[str, Any] | None
+) -> tuple[str | int | None, str | int | None, dict[str, Any] | None]:
+    """Apply the request-scoped defaults (`context_defaults`), if any."""
+    scope = current_defaults()
+    if scope is None:
+        return user_id, anonymous_id, context
+    return scope.apply(user_id, anonymous_id, context)
 
 
 class Client:
@@ -90,7 +92,7 @@ class Client:
         flush_interval: seconds a partial batch waits after its first message.
         max_queue_size: queued messages at most; more are dropped and reported.
         max_retries: retries after a failed attempt (attempts = max_retries + 1).
-        request_timeout: seconds per HTTP attempt (connect, and each read).
+        request_timeout: seconds per HTTP attempt in all (connect, send and read).
         gzip: compress request bodies.
         send: False validates and counts but never sends.
         sync_mode: True sends within each call, on the caller's thread (no thread).
@@ -98,6 +100,8 @@ class Client:
             the consumer thread (the caller's for drops); its exceptions are logged.
         transport: a custom `Transport` (tests, proxies); replaces the HTTP transport.
         shutdown_timeout: the bound on the close performed at interpreter exit.
+        flush_timeout: the bound, in seconds, on `flush()` and `close_and_flush()` called
+            without a timeout (default 10); `math.inf` waits without a bound.
         retry_base_delay: the exponential backoff's first ceiling, in seconds.
         retry_max_delay: the cap on one backoff wait, in seconds.
         rate_limit_budget: seconds one batch may wait on 429 Retry-After in total.
@@ -126,6 +130,11 @@ class Client:
         verify: True, False or the path of a CA bundle for TLS verification.
         cert: the client certificate: a PEM path, or a (certificate, key) path tuple.
         oauth: `OAuthSettings` to authenticate with OAuth bearer tokens (extra `oauth`).
+
+    Every argument is checked before anything is built: a rejected `Client(...)` leaves
+    no file, thread or connection behind. `flush_at`, `flush_interval`, `send`,
+    `shutdown_timeout` and `flush_timeout` can be changed on a live client (the next
+    batch uses them); the other options are read-only attributes.
     """
 
     def __init__(
@@ -145,6 +154,7 @@ class Client:
         on_error: ErrorHandler | None = None,
         transport: Transport | None = None,
         shutdown_timeout: float = 5.0,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
         retry_base_delay: float = 0.5,
         retry_max_delay: float = 60.0,
         rate_limit_budget: float = 600.0,
@@ -163,104 +173,140 @@ class Client:
         cert: str | tuple[str, str] | None = None,
         oauth: OAuthSettings | None = None,
     ) -> None:
-        if write_key is None:
-            write_key = os.environ.get("SEGMENT_WRITE_KEY") or None
-        if not isinstance(write_key, str) or not write_key:
-            raise ConfigurationError(
-                "write_key is required: pass Client('WRITE_KEY') or set SEGMENT_WRITE_KEY"
-                + ("" if write_key is None else f" (got {type(write_key).__name__})")
-            )
-        host = resolve_host(host, region)
-        if host is None:
-            host = os.environ.get("SEGMENT_HOST") or DEFAULT_HOST
-        self.host = _normalise_host(host)
-        check_host_typo(self.host)
-        network = session_options(proxies, verify, cert)
-        if oauth is not None and not isinstance(oauth, OAuthSettings):
-            raise ConfigurationError(f"oauth must be an OAuthSettings, got {type(oauth).__name__}")
-        if transport is not None and (network or oauth is not None):
-            raise ConfigurationError(
-                "proxies=, verify=, cert= and oauth= configure the built-in HTTP transport; "
-                "they cannot be combined with transport="
-            )
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ConfigurationError(f"path must start with '/', got {path!r}")
-        _check_number("flush_at", flush_at, minimum=1, maximum=MAX_BATCH_MESSAGES, integer=True)
-        _check_number("flush_interval", flush_interval, minimum=0, inclusive=False)
-        _check_number("max_queue_size", max_queue_size, minimum=1, integer=True)
-        _check_number("max_retries", max_retries, minimum=0, integer=True)
-        _check_number("request_timeout", request_timeout, minimum=0, inclusive=False)
-        _check_number("shutdown_timeout", shutdown_timeout, minimum=0)
-        _check_number("retry_base_delay", retry_base_delay, minimum=0)
-        _check_number("retry_max_delay", retry_max_delay, minimum=0)
-        _check_number("rate_limit_budget", rate_limit_budget, minimum=0)
-        for name, flag in (("gzip", gzip), ("send", send), ("sync_mode", sync_mode)):
-            if not isinstance(flag, bool):
-                raise ConfigurationError(f"{name} must be True or False, got {flag!r}")
-        if on_error is not None and not callable(on_error):
-            raise ConfigurationError(f"on_error must be callable, got {on_error!r}")
-        _check_number("spool_max_bytes", spool_max_bytes, minimum=1, integer=True)
-        if spool_sync_interval is not None:
-            _check_number("spool_sync_interval", spool_sync_interval, minimum=0, inclusive=False)
-        if spool_dir is not None:
-            if not isinstance(spool_dir, str | os.PathLike) or not os.fspath(spool_dir):
-                raise ConfigurationError(
-                    f"spool_dir must be a directory path (str or PathLike), got {spool_dir!r}"
-                )
-            if queue is not None:
-                raise ConfigurationError("pass either spool_dir or queue, not both")
-            if sync_mode:
-                raise ConfigurationError(
-                    "spool_dir cannot be combined with sync_mode=True (nothing is queued)"
-                )
-            queue = _spool_factory(spool_dir, spool_max_bytes, spool_sync_interval)
-        if transport is not None and not isinstance(transport, Transport):
-            raise ConfigurationError(
-                f"transport must have send() and close() methods, got {transport!r}"
-            )
-
-        self.path = path
-        self.flush_at = flush_at
-        self.flush_interval = flush_interval
-        self.max_queue_size = max_queue_size
-        self.send = send
-        self.sync_mode = sync_mode
-        self.shutdown_timeout = shutdown_timeout
-        self._write_key = write_key
-        self._transport = transport or _http_transport(
-            write_key, self.host, path, request_timeout, gzip, network, oauth
+        config = check_options(
+            write_key, host=host, path=path, flush_at=flush_at,
+            flush_interval=flush_interval, max_queue_size=max_queue_size,
+            max_retries=max_retries, request_timeout=request_timeout, gzip=gzip,
+            send=send, sync_mode=sync_mode, on_error=on_error, transport=transport,
+            shutdown_timeout=shutdown_timeout, flush_timeout=flush_timeout,
+            retry_base_delay=retry_base_delay, retry_max_delay=retry_max_delay,
+            rate_limit_budget=rate_limit_budget, queue=queue, integrations=integrations,
+            tracking_plan=tracking_plan, spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes, spool_sync_interval=spool_sync_interval,
+            region=region, proxies=proxies, verify=verify, cert=cert, oauth=oauth,
         )
-        self._consumer = Consumer(
-            queue_factory=queue or (lambda: MemoryQueue(max_queue_size)),
-            transport=self._transport,
-            write_key=write_key,
-            flush_at=flush_at,
-            flush_interval=flush_interval,
-            policy=RetryPolicy(
-                max_retries=max_retries,
-                base_delay=retry_base_delay,
-                max_delay=retry_max_delay,
-                rate_limit_budget=rate_limit_budget,
-            ),
-            on_error=on_error,
-            sync_mode=sync_mode,
-            exit_timeout=shutdown_timeout,
-        )
-        # Middleware, default integrations and the tracking plan (all on the caller side).
-        if integrations is not None and not isinstance(integrations, Mapping):
-            raise ConfigurationError(f"integrations must be a dict, got {integrations!r}")
-        self._integrations = dict(integrations or {})
+        # The plan's policies are checked here too, before anything with side effects
+        # is built; its drops reach the consumer once there is one.
+        drops = _LateDrop()
+        plan: PlanEnforcer | None = None
+        if config.tracking_plan is not None:
+            plan = PlanEnforcer(
+                config.tracking_plan, on_violation=on_violation, on_unplanned=on_unplanned,
+                handler=on_plan_violation, drop=drops,
+            )
+        # Everything is valid: build (an OAuth key is loaded, a spool may create files).
+        self._config = config
+        self._send = config.send
+        self._flush_timeout = float(config.flush_timeout)
+        self._integrations = config.integrations
         self._middleware = MiddlewareChains()
-        self._drop = _drop_reporter(self._consumer)  # refers to the consumer only
-        self._plan: PlanEnforcer | None = None
-        if tracking_plan is not None:
-            self._plan = PlanEnforcer(
-                load_plan(tracking_plan), on_violation=on_violation,
-                on_unplanned=on_unplanned, handler=on_plan_violation, drop=self._consumer.drop,
+        self._plan = plan
+        self._transport_lock = threading.Lock()
+        transport = config.transport or _http_transport(config)
+        queue_factory = config.queue
+        if config.spool_dir is not None:
+            queue_factory = _spool_factory(
+                config.spool_dir, config.spool_max_bytes, config.spool_sync_interval
             )
+        if queue_factory is None:
+            queue_factory = functools.partial(MemoryQueue, config.max_queue_size)
+        else:
+            queue_factory = _adapted(queue_factory)
+        self._consumer = Consumer(
+            queue_factory=queue_factory,
+            transport=transport,
+            write_key=config.write_key,
+            request_timeout=config.request_timeout,
+            flush_at=config.flush_at,
+            flush_interval=config.flush_interval,
+            policy=RetryPolicy(
+                max_retries=config.max_retries,
+                base_delay=config.retry_base_delay,
+                max_delay=config.retry_max_delay,
+                rate_limit_budget=config.rate_limit_budget,
+            ),
+            on_error=config.on_error,
+            sync_mode=config.sync_mode,
+            exit_timeout=config.shutdown_timeout,
+        )
+        drops.target = self._consumer.drop
+        self._drop = _drop_reporter(self._consumer)  # refers to the consumer only
         # A client dropped without close_and_flush(): let its thread drain and exit rather
         # than live on idle for the life of the process.
         weakref.finalize(self, self._consumer.request_close).atexit = False
+
+    # -- options: live or read-only, never silently ignored ---------------------------
+
+    host = _read_only("host")
+    path = _read_only("path")
+    max_queue_size = _read_only("max_queue_size")
+    sync_mode = _read_only("sync_mode")
+    request_timeout = _read_only("request_timeout")
+    max_retries = _read_only("max_retries")
+    gzip = _read_only("gzip")
+
+    @property
+    def send(self) -> bool:
+        """False: calls are validated and counted but nothing is sent. Live."""
+        return self._send
+
+    @send.setter
+    def send(self, value: bool) -> None:
+        check_flag("send", value)
+        self._send = value
+
+    @property
+    def flush_at(self) -> int:
+        """Messages per batch (1..2500). Live: the next batch uses a new value."""
+        return self._consumer.flush_at
+
+    @flush_at.setter
+    def flush_at(self, value: int) -> None:
+        check_number("flush_at", value, minimum=1, maximum=MAX_BATCH_MESSAGES, integer=True)
+        self._consumer.flush_at = value
+
+    @property
+    def flush_interval(self) -> float:
+        """Seconds a partial batch waits after its first message. Live."""
+        return self._consumer.flush_interval
+
+    @flush_interval.setter
+    def flush_interval(self, value: float) -> None:
+        check_number("flush_interval", value, minimum=0, inclusive=False)
+        self._consumer.flush_interval = value
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """The bound on the close performed at interpreter exit. Live."""
+        return self._consumer.exit_timeout
+
+    @shutdown_timeout.setter
+    def shutdown_timeout(self, value: float) -> None:
+        check_number("shutdown_timeout", value, minimum=0)
+        self._consumer.exit_timeout = value
+
+    @property
+    def flush_timeout(self) -> float:
+        """The bound on `flush()` / `close_and_flush()` without a timeout. Live."""
+        return self._flush_timeout
+
+    @flush_timeout.setter
+    def flush_timeout(self, value: float) -> None:
+        check_timeout("flush_timeout", value)
+        self._flush_timeout = float(value)
+
+    def replace_transport(self, transport: Transport) -> Transport:
+        """Send through `transport` from the next attempt on; returns the previous one.
+
+        Thread-safe. The previous transport is not closed (the caller owns it now); the
+        new one is closed by `close_and_flush()`. For tests and recorders.
+        """
+        if not isinstance(transport, Transport):
+            raise ConfigurationError(
+                f"transport must have send() and close() methods, got {transport!r}"
+            )
+        with self._transport_lock:
+            return self._consumer.sender.replace_transport(transport)
 
     def __repr__(self) -> str:
         # Never the write key: reprs end up in logs and tracebacks.
@@ -279,9 +325,7 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Record who a user is. Returns the messageId; never blocks (except sync_mode)."""
-        scope = current_defaults()
-        if scope is not None:
-            user_id, anonymous_id, context = scope.apply(user_id, anonymous_id, context)
+        user_id, anonymous_id, context = _scoped(user_id, anonymous_id, context)
         return self._enqueue(
             build_identify(
                 user_id, traits, context, timestamp, anonymous_id, integrations, message_id
@@ -300,9 +344,7 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Record an action. Returns the messageId; never blocks (except sync_mode)."""
-        scope = current_defaults()
-        if scope is not None:
-            user_id, anonymous_id, context = scope.apply(user_id, anonymous_id, context)
+        user_id, anonymous_id, context = _scoped(user_id, anonymous_id, context)
         return self._enqueue(
             build_track(
                 user_id, event, properties, context, timestamp, anonymous_id,
@@ -322,9 +364,7 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Associate a user with a group. Returns the messageId; never blocks."""
-        scope = current_defaults()
-        if scope is not None:
-            user_id, anonymous_id, context = scope.apply(user_id, anonymous_id, context)
+        user_id, anonymous_id, context = _scoped(user_id, anonymous_id, context)
         return self._enqueue(
             build_group(
                 user_id, group_id, traits, context, timestamp, anonymous_id,
@@ -345,9 +385,7 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Record a page view. Returns the messageId; never blocks (except sync_mode)."""
-        scope = current_defaults()
-        if scope is not None:
-            user_id, anonymous_id, context = scope.apply(user_id, anonymous_id, context)
+        user_id, anonymous_id, context = _scoped(user_id, anonymous_id, context)
         return self._enqueue(
             build_page(
                 user_id, category, name, properties, context, timestamp, anonymous_id,
@@ -367,10 +405,8 @@ class Client:
         integrations: dict[str, Any] | None = None,
         message_id: str | None = None,
     ) -> str:
-        """Record a screen view. Returns the messageId; never blocks (except sync_mode)."""
-        scope = current_defaults()
-        if scope is not None:
-            user_id, anonymous_id, context = scope.apply(user_id, anonymous_id, context)
+        """Record a screen view (a page view in an app). Same arguments as `page`."""
+        user_id, anonymous_id, context = _scoped(user_id, anonymous_id, context)
         return self._enqueue(
             build_screen(
                 user_id, category, name, properties, context, timestamp, anonymous_id,
@@ -388,9 +424,7 @@ class Client:
         message_id: str | None = None,
     ) -> str:
         """Merge two user identities. Returns the messageId; never blocks."""
-        scope = current_defaults()
-        if scope is not None:
-            _, _, context = scope.apply(None, None, context)
+        _, _, context = _scoped(None, None, context)
         return self._enqueue(
             build_alias(previous_id, user_id, context, timestamp, integrations, message_id)
         )
@@ -435,7 +469,7 @@ class Client:
         data = dumps(message)
         if len(data) > MAX_MESSAGE_BYTES:
             raise too_large_error(message, len(data), MAX_MESSAGE_BYTES)
-        if not self.send:
+        if not self._send:
             self._consumer.drop_quietly("send_disabled")
         else:
             self._consumer.put(data, message)
@@ -443,26 +477,34 @@ class Client:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    def _deadline(self, timeout: float | None) -> float | None:
+        """The wait a flush or close may take: `timeout`, else `flush_timeout`; None
+        means no bound (`math.inf`)."""
+        if timeout is None:
+            timeout = self._flush_timeout
+        else:
+            check_timeout("timeout", timeout)
+        return None if math.isinf(timeout) else float(timeout)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Send the partial batch now and wait for everything queued before the call.
 
-        Thread-safe. Blocks until done or `timeout` seconds (None: no limit). Returns
-        True when all of it was delivered, False on timeout or if any of it failed.
+        Thread-safe. Blocks until done or `timeout` seconds; without a timeout, for at
+        most the client's `flush_timeout` (10 s by default); `math.inf` waits without a
+        bound. Returns True when all of it was delivered, False on timeout or if any of
+        it failed.
         """
-        if timeout is not None:
-            _check_number("timeout", timeout, minimum=0)
-        return self._consumer.flush(timeout)
+        return self._consumer.flush(self._deadline(timeout))
 
     def close_and_flush(self, timeout: float | None = None) -> bool:
         """Stop accepting calls, deliver what is queued, stop the thread, close the session.
 
-        Returns by `timeout` (None: no limit) and reports whatever is left as failed.
-        True when everything queued was delivered. Idempotent; later calls to the six
-        methods are reported as `ClientClosedError` and counted, never raised.
+        Returns by `timeout` (default: the client's `flush_timeout`; `math.inf`: no
+        bound) and reports whatever is left as failed. True when everything queued was
+        delivered. Idempotent; later calls to the six methods are reported as
+        `ClientClosedError` and counted, never raised.
         """
-        if timeout is not None:
-            _check_number("timeout", timeout, minimum=0)
-        return self._consumer.close(timeout)
+        return self._consumer.close(self._deadline(timeout))
 
     def stats(self) -> ClientStats:
         """A snapshot of message counts (queued, delivered, failed, dropped...)."""
@@ -522,25 +564,40 @@ def _drop_reporter(consumer: Consumer) -> DropReporter:
     return report
 
 
-def _http_transport(
-    write_key: str, host: str, path: str, timeout: float, gzip: bool,
-    network: dict[str, Any], oauth: OAuthSettings | None,
-) -> HTTPTransport:
-    options: dict[str, Any] = {
-        "url": host + path, "timeout": timeout, "gzip": gzip, "session_options": network,
-    }
-    if oauth is None:
-        return HTTPTransport(write_key, **options)
-    server = oauth.auth_server or oauth_server_for(host)
-    return OAuthTransport(write_key, oauth=oauth, auth_server=server, **options)
+class _LateDrop:
+    """Forwards plan drops to the consumer, which is built after the plan is checked."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[str, DeliveryError, list[dict[str, Any]]], None] | None = None
+
+    def __call__(self, reason: str, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
+        if self.target is not None:
+            self.target(reason, error, messages)
 
 
-def _spool_factory(
-    directory: str | os.PathLike[str], max_bytes: int, sync_interval: float | None
-) -> Callable[[], MessageQueue]:
-    # Called again in a forked child: each process gets its own spool file.
+def _http_transport(config: Any) -> HTTPTransport:
+    auth = None
+    if config.oauth is not None:
+        server = config.oauth.auth_server or oauth_server_for(config.host)
+        auth = OAuth(config.oauth, auth_server=server)
+    return HTTPTransport(
+        config.write_key, url=config.host + config.path, timeout=config.request_timeout,
+        gzip=config.gzip, session_options=config.network, auth=auth,
+    )
+
+
+def _adapted(factory: Callable[[], Any]) -> Callable[[], MessageQueue]:
     def make() -> MessageQueue:
-        return SpoolQueue(directory, max_bytes=max_bytes, sync_interval=sync_interval)
+        return adapt_queue(factory())
 
     return make
 
+
+def _spool_factory(
+    directory: str, max_bytes: int, sync_interval: float | None
+) -> Callable[[], MessageQueue]:
+    # Called again in a forked child: each process gets its own spool file.
+    def make() -> MessageQueue:
+        return SpoolQueue(directory, max_bytes=max_bytes, sync_interval=sync_interval)  # type: ignore[return-value]
+
+    return make

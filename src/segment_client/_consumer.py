@@ -19,85 +19,26 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import _uwsgi
 from ._batch import MAX_REQUEST_BYTES, body_overhead
-from ._exceptions import (
-    APIError,
-    ClientClosedError,
-    DeliveryError,
-    QueueFullError,
-    TransportError,
-)
+from ._exceptions import ClientClosedError, DeliveryError, QueueFullError
 from ._json import loads
 from ._queue import MessageQueue
 from ._retry import RetryPolicy
-from ._transport import Transport
+from ._sender import Sender
+from ._stats import ClientStats, DropCounts, FlushToken
+from ._transports import Transport
 
-__all__ = ["ClientStats", "Consumer"]
+__all__ = ["ClientStats", "Consumer", "ErrorHandler"]
 
 logger = logging.getLogger("segment_client")
 
 ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 
 THREAD_NAME = "segment_client.consumer"
-# How long a durable queue waits between rounds when the collector stays unreachable.
-_DURABLE_RETRY_S = 30.0
-_DURABLE_MIN_RETRY_S = 0.05
 _DROP_LOG_INTERVAL_S = 10.0
-
-
-@dataclass(frozen=True)
-class ClientStats:
-    """A snapshot of a client's message counts since it started (or since a fork).
-
-    `queued == delivered + failed + queue_depth + in_flight` at any moment; messages in
-    `dropped` were never queued (a message dropped by consumer-side middleware leaves
-    `queued` for `dropped`). `violations` and `unplanned` count messages that broke the
-    tracking plan or were not in it, whatever the policy did with them.
-    """
-
-    queued: int = 0
-    delivered: int = 0
-    failed: int = 0
-    retried: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-    queue_depth: int = 0
-    in_flight: int = 0
-    batches_sent: int = 0
-    violations: int = 0
-    unplanned: int = 0
-    #: Bytes of spool files held (Client(spool_dir=...)); 0 for the in-memory queue.
-    spool_bytes: int = 0
-
-    def __getitem__(self, name: str) -> Any:
-        """`stats["delivered"]` works like `stats.delivered`."""
-        if name.startswith("_") or name not in self.__dataclass_fields__:
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The counters as a plain dict (for logging or JSON)."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    @property
-    def dropped_total(self) -> int:
-        """All dropped messages, whatever the reason."""
-        return sum(self.dropped.values())
-
-
-class _Flush:
-    """One pending flush: done when `_finished` reaches `target`; `start` and `target`
-    count messages delivered or failed, in queue order."""
-
-    __slots__ = ("failed", "start", "target")
-
-    def __init__(self, start: int, target: int) -> None:
-        self.start = start
-        self.target = target
-        self.failed = False
 
 
 _live: weakref.WeakSet[Consumer] = weakref.WeakSet()
@@ -120,7 +61,7 @@ def _close_all_at_exit() -> None:
     """
     for consumer in list(_live):
         if consumer._pid == os.getpid() and not consumer._close_started:
-            consumer.close(consumer._exit_timeout)
+            consumer.close(consumer.exit_timeout)
 
 
 atexit.register(_close_all_at_exit)
@@ -138,6 +79,7 @@ class Consumer:
         queue_factory: Callable[[], MessageQueue],
         transport: Transport,
         write_key: str,
+        request_timeout: float | None = None,
         flush_at: int,
         flush_interval: float,
         policy: RetryPolicy,
@@ -147,17 +89,20 @@ class Consumer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._queue_factory = queue_factory
-        self._transport = transport
-        self._flush_at = flush_at
-        self._flush_interval = flush_interval
-        self._policy = policy
+        self.flush_at = flush_at
+        self.flush_interval = flush_interval
         self._on_error = on_error
         self._sync_mode = sync_mode
         self._clock = clock
-        self._exit_timeout = exit_timeout
+        self.exit_timeout = exit_timeout
         #: Consumer-side middleware hook: batch -> aligned list (None = dropped).
         self.prepare: Callable[[list[bytes]], list[bytes | None]] | None = None
         self._max_bytes = MAX_REQUEST_BYTES - body_overhead(write_key)
+        self._stop = threading.Event()  # set when the close deadline passes
+        self.sender = Sender(
+            transport, policy=policy, request_timeout=request_timeout, stop=self._stop,
+            on_retry=self._count_retry, clock=clock,
+        )
         self._init_state()
         _live.add(self)
         if not sync_mode and self.queue.depth():
@@ -170,25 +115,25 @@ class Consumer:
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
         self._wake = threading.Event()
-        self._stop = threading.Event()  # set when the close deadline passes
+        self._stop = self.sender.stop = threading.Event()  # set when the close deadline passes
+        self._deadline: float | None = None  # the close deadline, once close() runs
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closing = False  # no new messages; the thread drains and exits
         self._close_started = False  # close() has run (or is running)
         self._closed = threading.Event()
         self._close_result = False
-        self._flushes: list[_Flush] = []
+        self._flushes: list[FlushToken] = []
         self._in_flight: list[bytes] = []
         self._in_flight_done = 0
-        # Counters, guarded by _lock (drops by _drop_lock). "queued" is derived:
+        # Counters, guarded by _lock (drops by their own). "queued" is derived:
         # finished + in flight + depth.
         self._finished = 0
         self._delivered = 0
         self._failed = 0
         self._retried = 0
         self._batches = 0
-        self._drop_lock = threading.Lock()
-        self._dropped: dict[str, int] = {}
+        self._dropped = DropCounts()
         # Queued, then dropped by consumer-side middleware (counted in _finished only).
         self._dropped_after_queue = 0
         self._last_drop_log = float("-inf")
@@ -197,8 +142,7 @@ class Consumer:
         self._delivery_lock = threading.Lock()
         self._inline = False  # uWSGI without threads: callers send (see _put_inline)
         self._inline_since = 0.0
-        self._left_in_queue = 0  # a durable queue's messages kept for the next process
-        self.queue.attach(self._queue_lost)
+        self._left_in_queue = 0  # messages the queue keeps for the next process
 
     def _reset_after_fork(self) -> None:
         # The child inherits copies of the parent's queue and locks (possibly held by a
@@ -227,51 +171,53 @@ class Consumer:
         if self._inline:
             self._put_inline(depth)
             return True
-        if (depth == 1 or depth >= self._flush_at) and not self._wake.is_set():
+        if (depth == 1 or depth >= self.flush_at) and not self._wake.is_set():
             self._wake.set()
         return True
 
     def drop(self, reason: str, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
         """Count and report messages that were never queued."""
         now = self._clock()
-        with self._drop_lock:
-            self._dropped[reason] = self._dropped.get(reason, 0) + len(messages)
-            # A flood of drops (queue full under an outage) logs once per interval with
-            # the running total; on_error and the counters still see every message.
-            loud = now - self._last_drop_log >= _DROP_LOG_INTERVAL_S
-            if loud:
-                self._last_drop_log = now
-            total = self._dropped[reason]
+        total = self._dropped.add(reason, len(messages))
+        # A flood of drops (queue full under an outage) logs once per interval with the
+        # running total; on_error and the counters still see every message.
+        loud = now - self._last_drop_log >= _DROP_LOG_INTERVAL_S
         if loud:
+            self._last_drop_log = now
             logger.warning(
                 "segment_client: %d message(s) dropped: %s (%d dropped for %s so far)",
                 len(messages), error, total, reason,
             )
         self._report(error, messages)
 
-    def _queue_lost(
-        self, reason: str, error: DeliveryError, count: int, queued: bool
-    ) -> None:
-        """The queue lost `count` messages on its own (a spool's unreadable data)."""
-        if queued:
-            # They were counted as queued: they finish as failed (like _finish does).
-            with self._lock:
-                self._mark_failed_flushes(count)
-                self._failed += count
-        else:
-            with self._drop_lock:
-                self._dropped[reason] = self._dropped.get(reason, 0) + count
-        logger.error("segment_client: %d message(s) lost: %s", count, error)
-        self._report(error, [])
-        if queued:
-            with self._lock:
-                self._finished += count
-                self._progress.notify_all()
+    def _drain_losses(self) -> None:
+        """Account for messages the queue lost on its own (a spool's unreadable data).
+
+        Called on the delivering thread, outside `_lock`.
+        """
+        for loss in self.queue.losses():
+            count = loss.count
+            if loss.queued:
+                # They were counted as queued: they finish as failed (like _finish does).
+                with self._lock:
+                    self._mark_failed_flushes(count)
+                    self._failed += count
+            else:
+                self._dropped.add(loss.reason, count)
+            logger.error("segment_client: %d message(s) lost: %s", count, loss.error)
+            self._report(loss.error, [])
+            if loss.queued:
+                with self._lock:
+                    self._finished += count
+                    self._progress.notify_all()
+
+    def _count_retry(self, count: int) -> None:
+        with self._lock:
+            self._retried += count
 
     def drop_quietly(self, reason: str) -> None:
         """Count a message not sent on purpose (send=False): no log, no on_error."""
-        with self._drop_lock:
-            self._dropped[reason] = self._dropped.get(reason, 0) + 1
+        self._dropped.add(reason)
 
     def request_close(self) -> None:
         """Stop accepting messages and let the thread drain and exit; never blocks."""
@@ -310,12 +256,12 @@ class Consumer:
 
     def _put_inline(self, depth: int) -> None:
         # No thread can run (uWSGI without threads): the caller sends when a batching
-        # trigger is due; retries are bounded by exit_timeout so a request never hangs long.
+        # trigger is due, within exit_timeout in all, so a request never hangs long.
         now = self._clock()
         if depth == 1:
             self._inline_since = now
-        if depth >= self._flush_at or now - self._inline_since >= self._flush_interval:
-            self._drain_inline(now + self._exit_timeout)
+        if depth >= self.flush_at or now - self._inline_since >= self.flush_interval:
+            self._drain_inline(now + self.exit_timeout)
 
     def _send_now(self, data: bytes) -> bool:
         # sync_mode: the caller's thread delivers, one request at a time per client so the
@@ -335,7 +281,7 @@ class Consumer:
                 with self._delivery_lock:
                     batch = self._take()
                     if batch:
-                        self._deliver(batch, deadline=None)
+                        self._deliver(batch, deadline=self._deadline)
         except Exception:  # a bug here must not pass silently
             logger.exception("segment_client: the consumer thread crashed")
 
@@ -346,6 +292,7 @@ class Consumer:
         while True:
             if self._stop.is_set():
                 return False
+            self._drain_losses()
             depth = queue.depth()
             if depth == 0:
                 if self._closing:
@@ -357,16 +304,16 @@ class Consumer:
                 if queue.depth() == 0 and not self._closing:
                     self._wake.wait()
                 continue
-            if depth >= self._flush_at or self._flushes or self._closing:
+            if depth >= self.flush_at or self._flushes or self._closing:
                 return True
             now = self._clock()
             if first_seen is None:
                 first_seen = now
-            remaining = first_seen + self._flush_interval - now
+            remaining = first_seen + self.flush_interval - now
             if remaining <= 0:
                 return True
             self._wake.clear()
-            if queue.depth() < self._flush_at and not self._flushes and not self._closing:
+            if queue.depth() < self.flush_at and not self._flushes and not self._closing:
                 self._wake.wait(remaining)
 
     def _take(self) -> list[bytes]:
@@ -374,91 +321,38 @@ class Consumer:
         with self._lock:
             if self._stop.is_set():
                 return []
-            batch = self.queue.take(self._flush_at, self._max_bytes)
+            batch = self.queue.take(self.flush_at, self._max_bytes)
             self._in_flight = batch
             self._in_flight_done = 0
+        self._drain_losses()
         return batch
 
     def _deliver(self, batch: list[bytes], deadline: float | None) -> None:
-        """Send the in-flight `batch` (splitting on 413) and account for every message."""
+        """Send the in-flight `batch` and account for every message of it."""
         # Consumer-side middleware: once per batch (not per attempt); None marks a
         # message it dropped (already reported). Aligned with `batch` so acks stay in order.
         prepared = batch if self.prepare is None else self._prepare(batch)
-        parts = [(0, len(batch))]
-        while parts:
-            lo, hi = parts.pop(0)
-            part = batch[lo:hi]
-            send = [data for data in prepared[lo:hi] if data is not None]
-            error = self._send_with_retries(send, deadline) if send else None
-            if isinstance(error, APIError) and error.status == 413 and len(send) > 1:
-                half = (lo + hi) // 2
-                logger.info("segment_client: 413 for %d messages; splitting", len(send))
-                parts[:0] = [(lo, half), (half, hi)]
-                continue
-            if not self._finish(part, error, send):
+        parts = self.sender.deliver(
+            prepared, deadline=deadline, queue_policy=self.queue.policy,
+            closing=lambda: self._closing,
+        )
+        for part in parts:
+            if part.kept:
+                self._abandon()  # the queue keeps the rest for the next process
+                return
+            sent = [data for data in prepared[part.lo : part.hi] if data is not None]
+            if part.poison and part.error is not None:
+                for data in batch[part.lo : part.hi]:
+                    self.queue.dead_letter(data, part.error)
+            if not self._finish(batch[part.lo : part.hi], part.error, sent, part.poison):
                 return  # a close gave up on these already
         with self._lock:
             self._in_flight = []
             self._in_flight_done = 0
 
-    def _send_with_retries(self, part: list[bytes], deadline: float | None) -> DeliveryError | None:
-        """Attempt until delivered or given up. Returns None or the final error."""
-        policy = self._policy
-        waits = policy.backoff_waits()
-        retries = 0
-        attempt = 0
-        rate_limited = 0.0
-        durable = self.queue.durable
-        while True:
-            if self._stop.is_set():
-                return ClientClosedError("the client closed before the batch was delivered")
-            try:
-                self._transport.send(part, retry_count=attempt)
-                return None
-            except DeliveryError as exc:
-                error = exc
-            except Exception as exc:  # a broken custom transport is reported, not fatal
-                logger.exception("segment_client: the transport raised unexpectedly")
-                return TransportError(f"transport raised {type(exc).__name__}: {exc}")
-            if isinstance(error, APIError) and error.status == 413 and len(part) > 1:
-                return error
-            if not policy.is_retryable(error):
-                return error
-            wait = policy.rate_limit_wait(error)
-            if wait is not None:
-                rate_limited += wait
-                if rate_limited > policy.rate_limit_budget and not durable:
-                    return error
-            else:
-                retries += 1
-                if retries > policy.max_retries:
-                    if not durable:
-                        return error
-                    if self._closing:
-                        # Closing: the spool keeps the rest for the next process.
-                        self._abandon()
-                        return error
-                    # A spool keeps the batch; retry slowly until the collector is back.
-                    wait = max(_DURABLE_MIN_RETRY_S, min(_DURABLE_RETRY_S, policy.max_delay))
-                else:
-                    wait = next(waits)
-            if deadline is not None:
-                wait = min(wait, max(0.0, deadline - self._clock()))
-                if wait <= 0:
-                    return error
-            attempt += 1
-            with self._lock:
-                self._retried += len(part)
-            logger.info(
-                "segment_client: batch of %d failed (%s); retry %d in %.2fs",
-                len(part), error, attempt, wait,
-            )
-            if self._stop.wait(wait):
-                return error
-
     def _finish(
         self, part: Sequence[bytes], error: DeliveryError | None,
-        sent: Sequence[bytes] | None = None,
+        sent: Sequence[bytes] | None = None, poison: bool = False,
     ) -> bool:
         """Account for a finished part of the in-flight batch. False if already reported.
 
@@ -486,7 +380,13 @@ class Consumer:
         # ...report outside the lock, and only then release flush() waiters, so that
         # on_error has run for every failed message by the time flush() returns.
         if error is not None:
-            logger.error("segment_client: %d message(s) failed: %s", count, error)
+            if poison:
+                logger.error(
+                    "segment_client: %d message(s) undeliverable, isolated from their "
+                    "batch: %s", count, error,
+                )
+            else:
+                logger.error("segment_client: %d message(s) failed: %s", count, error)
             self._report(error, _decode(sent))
         with self._lock:
             self._finished += len(part)
@@ -529,7 +429,7 @@ class Consumer:
             if pending <= 0:
                 return True
             done = self._delivered + self._failed + self._dropped_after_queue
-            flush = _Flush(done, done + pending)
+            flush = FlushToken(done, done + pending)
             self._flushes.append(flush)
         try:
             if self._thread is None or not self._thread.is_alive():
@@ -550,12 +450,18 @@ class Consumer:
                 self._flushes.remove(flush)
 
     def _drain_inline(self, deadline: float | None) -> None:
-        """Deliver the queue on the calling thread (no consumer thread runs here)."""
+        """Deliver the queue on the calling thread (no consumer thread runs here).
+
+        Checks the deadline between batches; each batch gets the time left.
+        """
         wait = -1.0 if deadline is None else max(0.0, deadline - self._clock())
         if not self._delivery_lock.acquire(timeout=wait):
             return
         try:
-            while batch := self._take():
+            while deadline is None or self._clock() < deadline:
+                batch = self._take()
+                if not batch:
+                    break
                 self._deliver(batch, deadline)
         finally:
             self._delivery_lock.release()
@@ -574,6 +480,8 @@ class Consumer:
             first = not self._close_started
             self._close_started = True
             self._closing = True
+            if first:
+                self._deadline = deadline
             failed_before = self._failed
         self._wake.set()
         if not first:
@@ -584,10 +492,12 @@ class Consumer:
             thread.join(None if deadline is None else max(0.0, deadline - self._clock()))
         if thread is None or not thread.is_alive():
             self._drain_inline(deadline)
+        self._drain_losses()
         if self._pending():
             self._abandon()
-        self.queue.close()
-        self._transport.close()
+        self.queue.close(None if deadline is None else max(0.0, deadline - self._clock()))
+        self._drain_losses()
+        self.sender.transport.close()
         with self._lock:
             self._close_result = self._failed == failed_before and not self._left_in_queue
         self._closed.set()
@@ -600,10 +510,10 @@ class Consumer:
     def _abandon(self) -> None:
         """At the close deadline: report every message not yet finished as failed.
 
-        A durable queue keeps them instead (nothing is acknowledged): the next client on
-        the same spool sends them.
+        A queue whose policy keeps them at close keeps them instead (nothing is
+        acknowledged): the next client on the same queue sends them.
         """
-        if self.queue.durable:
+        if self.queue.policy.keep_on_close:
             self._leave_in_queue()
             return
         with self._lock:
@@ -613,7 +523,7 @@ class Consumer:
             self._in_flight = []
             self._in_flight_done = 0
             while True:
-                more = self.queue.take(self._flush_at, self._max_bytes)
+                more = self.queue.take(self.flush_at, self._max_bytes)
                 if not more:
                     break
                 self.queue.ack(len(more))
@@ -645,13 +555,12 @@ class Consumer:
         if left:
             logger.warning(
                 "segment_client: %d message(s) not delivered before the close; they stay "
-                "in the spool and the next client on it sends them", left,
+                "in the queue and the next client on it sends them", left,
             )
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters."""
-        with self._drop_lock:
-            dropped = dict(self._dropped)
+        dropped = self._dropped.snapshot()
         with self._lock:
             in_flight = len(self._in_flight) - self._in_flight_done
             depth = self.queue.depth()
@@ -676,7 +585,7 @@ class Consumer:
 def _close_at_exit(ref: weakref.ReferenceType[Consumer]) -> None:
     consumer = ref()
     if consumer is not None and consumer._pid == os.getpid() and not consumer._close_started:
-        consumer.close(consumer._exit_timeout)
+        consumer.close(consumer.exit_timeout)
 
 
 def _decode(batch: Sequence[bytes]) -> list[dict[str, Any]]:

@@ -2,33 +2,66 @@
 
 The consumer only talks to a `MessageQueue`: put encoded messages, take the next batch,
 acknowledge it once it is finished (delivered or reported failed), read the depth. The
-on-disk spool is a second implementation of the same protocol.
+on-disk spool is a second implementation of the same protocol. What differs between
+queues (keep retrying past the budget, keep messages at close) is the queue's `policy`,
+never a branch on the kind of queue in the consumer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import islice
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._batch import count_fitting
 from ._exceptions import DeliveryError
 
-__all__ = ["LossReporter", "MemoryQueue", "MessageQueue"]
+__all__ = [
+    "LossReporter", "MemoryQueue", "MessageQueue", "QueueLoss", "QueuePolicy", "adapt_queue",
+]
 
-#: `reporter(reason, error, count, queued)`: messages a queue lost on its own (a spool's
-#: unreadable data). `queued` is True when they were counted in `depth()` before.
+#: `reporter(reason, error, count, queued)`: how a queue written to the earlier protocol
+#: (`attach`) reports its losses; the client adapts it to `losses()`.
 LossReporter = Callable[[str, DeliveryError, int, bool], None]
 
 
-class MessageQueue(Protocol):
-    """What the consumer needs from a queue. Implementations are thread-safe."""
+@dataclass(frozen=True)
+class QueuePolicy:
+    """What the consumer does with a queue's messages when delivery is hard.
 
-    #: True when messages survive the process (a spool): the consumer then keeps
-    #: retrying retryable failures instead of reporting them once the budget is spent.
-    durable: bool
+    Attributes:
+        keep_retrying: past the retry and rate-limit budgets, keep the batch and retry
+            slowly instead of reporting it failed (a queue that survives the process).
+        keep_on_close: at a close deadline, unfinished messages stay in the queue for the
+            next process instead of being reported failed.
+    """
+
+    keep_retrying: bool = False
+    keep_on_close: bool = False
+
+
+@dataclass(frozen=True)
+class QueueLoss:
+    """Messages a queue lost on its own (e.g. unreadable data in a spool file)."""
+
+    reason: str  #: the drop reason counted in stats, e.g. "spool_corrupt"
+    error: DeliveryError
+    count: int
+    queued: bool  #: True: they were counted in `depth()` before
+
+
+class MessageQueue(Protocol):
+    """What the consumer needs from a queue. Implementations are thread-safe.
+
+    `take`, `ack`, `dead_letter` and `losses` are called by the consumer only (one
+    batch at a time); `put` by any thread. No method calls back into the consumer.
+    """
+
+    policy: QueuePolicy
 
     def put(self, data: bytes) -> int:
         """Append one encoded message. Never blocks.
@@ -38,11 +71,15 @@ class MessageQueue(Protocol):
         """
         ...
 
+    def rejection(self) -> tuple[str, str]:
+        """Why the last `put` returned 0: (the drop reason counted in stats, a message)."""
+        ...
+
     def take(self, max_count: int, max_bytes: int) -> list[bytes]:
         """The oldest messages that fit the limits, oldest first (empty when none).
 
-        Called by the consumer only. The messages are owned by the consumer until
-        `ack`; a queue that survives crashes keeps them until then.
+        The messages are owned by the consumer until `ack`; a queue that survives
+        crashes keeps them until then.
         """
         ...
 
@@ -50,31 +87,39 @@ class MessageQueue(Protocol):
         """The first `count` messages of the last `take` are finished."""
         ...
 
+    def dead_letter(self, data: bytes, error: DeliveryError) -> None:
+        """A taken message found undeliverable (already reported by the consumer).
+
+        Called before the `ack` that passes it. A spool keeps it in a dead-letter file;
+        the in-memory queue does nothing.
+        """
+        ...
+
+    def losses(self) -> list[QueueLoss]:
+        """Messages lost on the queue's own since the last call (drained by the consumer
+        on its own thread)."""
+        ...
+
     def depth(self) -> int:
         """Messages waiting, not counting those taken and not yet acknowledged."""
-        ...
-
-    def close(self) -> None:
-        """Release resources (files, locks). Called once, at client close."""
-        ...
-
-    def rejection(self) -> tuple[str, str]:
-        """Why the last `put` returned 0: (the drop reason counted in stats, a message)."""
         ...
 
     def disk_bytes(self) -> int:
         """Bytes the queue holds on disk (0 for a queue in memory)."""
         ...
 
-    def attach(self, reporter: LossReporter) -> None:
-        """Called once by the consumer: where to report messages the queue itself lost."""
+    def close(self, timeout: float | None = None) -> None:
+        """Release resources (files, threads) within `timeout` seconds (None: no bound).
+
+        Called once, at client close.
+        """
         ...
 
 
 class MemoryQueue:
     """A bounded FIFO in memory. `put` drops (returns 0) at `max_size`; never blocks."""
 
-    durable = False
+    policy = QueuePolicy()
 
     def __init__(self, max_size: int) -> None:
         self._items: deque[bytes] = deque()
@@ -100,10 +145,16 @@ class MemoryQueue:
         # Taken messages already left the deque; the consumer holds them until finished.
         pass
 
+    def dead_letter(self, data: bytes, error: DeliveryError) -> None:
+        pass  # reported by the consumer; nothing in memory outlives the process
+
+    def losses(self) -> list[QueueLoss]:
+        return []  # nothing in memory is ever lost on its own
+
     def depth(self) -> int:
         return len(self._items)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         self._items.clear()
 
     def rejection(self) -> tuple[str, str]:
@@ -112,5 +163,67 @@ class MemoryQueue:
     def disk_bytes(self) -> int:
         return 0
 
-    def attach(self, reporter: LossReporter) -> None:
-        pass  # nothing in memory is ever lost on its own
+
+def adapt_queue(queue: Any) -> MessageQueue:
+    """`queue` itself when it has this protocol; else a `LegacyQueue` around it."""
+    if hasattr(queue, "policy") and hasattr(queue, "losses"):
+        adapted: MessageQueue = queue
+        return adapted
+    return LegacyQueue(queue)
+
+
+_LEGACY_OWN = frozenset(
+    {"_queue", "policy", "_lock", "_losses", "put", "take", "ack", "depth", "rejection",
+     "disk_bytes"}
+)
+
+
+class LegacyQueue:
+    """A queue of the earlier protocol (`durable`, `attach(reporter)`, `close()`) seen
+    through this one. Its losses, reported on its threads, are kept here until the
+    consumer asks for them; `durable` becomes the policy. Thread-safe."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+        durable = bool(getattr(queue, "durable", False))
+        self.policy = QueuePolicy(keep_retrying=durable, keep_on_close=durable)
+        self._lock = threading.Lock()
+        self._losses: list[QueueLoss] = []
+        self.put = queue.put
+        self.take = queue.take
+        self.ack = queue.ack
+        self.depth = queue.depth
+        self.rejection = queue.rejection
+        self.disk_bytes = queue.disk_bytes
+        queue.attach(self._lost)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else is the wrapped queue's (its tests tune and inspect it).
+        return getattr(self._queue, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LEGACY_OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._queue, name, value)
+
+    def _lost(self, reason: str, error: DeliveryError, count: int, queued: bool) -> None:
+        with self._lock:
+            self._losses.append(QueueLoss(reason, error, count, queued))
+
+    def losses(self) -> list[QueueLoss]:
+        deliver = getattr(self._queue, "_deliver_reports", None)
+        if deliver is not None:
+            # Reports the queue found during take() wait for its own thread: fetch them
+            # now, so the consumer accounts for them with the batch that found them.
+            with contextlib.suppress(IndexError):  # its thread took the last one meanwhile
+                deliver()
+        with self._lock:
+            losses, self._losses = self._losses, []
+        return losses
+
+    def dead_letter(self, data: bytes, error: DeliveryError) -> None:
+        pass  # the earlier protocol keeps no dead letters: reported and passed
+
+    def close(self, timeout: float | None = None) -> None:
+        self._queue.close()

@@ -14,6 +14,7 @@ import weakref
 from types import FrameType
 from typing import Any
 
+from ._checks import check_number
 from ._client import Client
 from ._exceptions import ConfigurationError
 
@@ -95,8 +96,7 @@ def install_sigterm_handler(client: Client, timeout: float = 5.0) -> None:
     global _installed
     if not isinstance(client, Client):
         raise ConfigurationError(f"client must be a segment_client.Client, got {client!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
-        raise ConfigurationError(f"timeout must be seconds >= 0, got {timeout!r}")
+    check_number("timeout", timeout, minimum=0)
     if threading.current_thread() is not threading.main_thread():
         raise ConfigurationError(
             "install_sigterm_handler() must be called from the main thread: Python only "

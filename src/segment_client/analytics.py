@@ -34,9 +34,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._client import Client
-from ._exceptions import DeliveryError
-from ._oauth import OAuthSettings
+from . import Client, DeliveryError, OAuthSettings
 
 __all__ = [
     "Client",

@@ -20,74 +20,18 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
-import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
 from ._client import Client
-from ._exceptions import APIError, DeliveryError
 from ._json import convert, dumps, loads
-from ._transport import Transport
+from ._transports import Transport
+from ._transports._recording import RecordingTransport
 
 __all__ = ["RecordingTransport", "SegmentRecorder"]
-
-
-class RecordingTransport:
-    """A `Transport` that records batches in memory instead of sending them.
-
-    Thread-safe. `failures` is a script: each attempt pops its first item; an exception
-    instance is raised, an int status raises `APIError(status)`, None succeeds. When the
-    script is empty, attempts succeed (or all fail with `fail_always`).
-    """
-
-    def __init__(
-        self,
-        failures: Iterable[DeliveryError | int | None] = (),
-        *,
-        fail_always: DeliveryError | int | None = None,
-    ) -> None:
-        self._script = list(failures)
-        self._fail_always = fail_always
-        self._cond = threading.Condition()
-        self.batches: list[list[dict[str, Any]]] = []
-        self.attempts: list[tuple[int, int]] = []  # (messages, retry_count) per attempt
-        self.closed = False
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        """Every delivered message, in delivery order."""
-        with self._cond:
-            return [message for batch in self.batches for message in batch]
-
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
-        with self._cond:
-            self.attempts.append((len(batch), retry_count))
-            outcome = self._script.pop(0) if self._script else self._fail_always
-            if outcome is None:
-                self.batches.append([loads(data) for data in batch])
-            self._cond.notify_all()
-        if isinstance(outcome, int):
-            raise APIError(outcome)
-        if outcome is not None:
-            raise outcome
-
-    def close(self) -> None:
-        self.closed = True
-
-    def wait_for_messages(self, count: int, timeout: float = 5.0) -> bool:
-        """Block until `count` messages were delivered or `timeout` passed."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: sum(map(len, self.batches)) >= count, timeout
-            )
-
-    def wait_for_attempts(self, count: int, timeout: float = 5.0) -> bool:
-        """Block until `count` send attempts were made or `timeout` passed."""
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self.attempts) >= count, timeout)
 
 
 # -- recording clients in users' tests ---------------------------------------------------
@@ -170,10 +114,9 @@ class SegmentRecorder:
             raise ValueError(f"{client!r} is closed; attach it before close_and_flush()")
         if id(client) in self._attached:
             return client
-        # The next attempt uses the new transport, including a retry of a batch already
-        # in flight.
-        self._attached[id(client)] = (client, _swap_transport(client, self.transport),
-                                      client.send)
+        # The swap applies to the next request, including a retry of a batch in flight.
+        previous = client.replace_transport(self.transport)
+        self._attached[id(client)] = (client, previous, client.send)
         client.send = True
         return client
 
@@ -184,7 +127,7 @@ class SegmentRecorder:
             raise ValueError(f"{client!r} is not attached to this recorder")
         _, transport, send = entry
         client.flush(_FLUSH_TIMEOUT_S)
-        _swap_transport(client, transport)
+        client.replace_transport(transport)
         client.send = send
 
     def close(self) -> None:
@@ -420,19 +363,6 @@ class SegmentRecorder:
                 "recorder made or is attached to?)."
             )
         )
-
-
-def _swap_transport(client: Client, transport: Transport) -> Transport:
-    """Give `client` `transport`; returns the one it had."""
-    replace = getattr(client, "replace_transport", None)
-    if replace is not None:
-        previous: Transport = replace(transport)
-        return previous
-    # Until Client.replace_transport exists: the consumer looks its transport up on
-    # every attempt.
-    previous = client._transport
-    client._transport = client._consumer._transport = transport
-    return previous
 
 
 def _normalise(key: str, value: Any) -> Any:

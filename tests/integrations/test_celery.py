@@ -72,7 +72,7 @@ def test_eager_tasks_keep_the_callers_context(example: Any, recorder: Recorder) 
 def test_prefork_children_build_their_own_client_and_flush_at_shutdown(
     tmp_path: Path,
 ) -> None:
-    for name in ("broker", "processed", "results"):
+    for name in ("broker", "processed", "results", "control"):
         (tmp_path / name).mkdir()
     env = {
         # Not DJANGO_SETTINGS_MODULE (set by the Django tests): Celery would load Django.
@@ -87,13 +87,14 @@ def test_prefork_children_build_their_own_client_and_flush_at_shutdown(
         "data_folder_in": str(tmp_path / "broker"),
         "data_folder_out": str(tmp_path / "broker"),
         "processed_folder": str(tmp_path / "processed"),
+        "control_folder": str(tmp_path / "control"),
     }
     publisher = SegmentCelery(sender, client=lambda: Client("unused", send=False))
     log_path = tmp_path / "worker.log"
     log = log_path.open("w")
     worker = subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "tests.integrations.celery_prefork_app",
+            sys.executable, "-m", "celery", "-A", "tests._support.celery_prefork_app",
             "worker", "--pool=prefork", "--concurrency=2", "--loglevel=WARNING",
             "--without-heartbeat", "--without-mingle", "--without-gossip",
         ],

@@ -16,7 +16,7 @@ import segment_client
 from segment_client import Client, ConfigurationError, install_sigterm_handler
 from segment_client.testing import RecordingTransport
 
-CHILD = Path(__file__).with_name("sigterm_child.py")
+CHILD = Path(__file__).parents[1] / "_support" / "sigterm_child.py"
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = 250
 

@@ -154,3 +154,39 @@ def test_lambda_helpers_refuse_a_number_as_the_context(
             pass
     finally:
         assert client.flush(1)
+
+
+@pytest.mark.parametrize(
+    ("segment", "expected"),
+    [
+        ({"WRITE_KEY": "k", "OPTIONS": {"flush_at": 0}},
+         "settings.SEGMENT: flush_at must be >= 1 and <= 2500, got 0"),
+        ({"WRITE_KEY": "k", "HOST": "http://127.0.0.1:1/v1/batch"},
+         "settings.SEGMENT: host must be the server's base URL without a path"),
+        ({"WRITE_KEY": 5}, "the write key must be a non-empty string, got int"),
+        ({"WRITE_KEY": "k", "OPTIONS": {"tracking_plan": {"rules": []},
+                                        "on_violation": "explode"}},
+         "settings.SEGMENT: on_violation must be 'raise', 'report' or 'drop'"),
+    ],
+)
+def test_django_bad_values_fail_at_startup(segment: dict[str, object], expected: str) -> None:
+    from django.test import override_settings
+
+    from segment_client.integrations import django as segment_django
+
+    with override_settings(SEGMENT=segment), pytest.raises(ConfigurationError) as raised:
+        segment_django._load_config()
+    assert str(raised.value).startswith(expected)
+
+
+def test_flask_bad_value_fails_at_init_app() -> None:
+    from flask import Flask
+
+    from segment_client.integrations.flask import Segment
+
+    app = Flask(__name__)
+    app.config["SEGMENT_OPTIONS"] = {"request_timeout": -1}
+    with pytest.raises(
+        ConfigurationError, match=r"^SEGMENT_OPTIONS: request_timeout must be > 0"
+    ):
+        Segment(app)

@@ -3,20 +3,33 @@
 One connection guarded by one lock (SQLite serialises writers anyway); a batch is
 written with one `executemany` and one commit. Counters live in memory (rebuilt from
 the file when one is reopened), so `stats()` never scans the table. Thread-safe.
+
+Extension point: `Store.add_listener(on_rows, on_clear=None)`. After every committed
+batch, `on_rows(rows)` gets that batch's `StoredRow`s (oldest first), on the thread
+that stored them, after the commit and outside the store's lock: a feature module
+(identity graph, routing, warehouse, usage counters) follows ingest without touching
+it. A listener must be quick (hand heavy work to its own thread) and must not call
+back into the store's writes; its exceptions are logged and never reach ingest.
+`on_clear()` runs after `clear()`. Listeners are not called when nothing is persisted
+(`persist=False`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
-__all__ = ["Store", "StoredMessage"]
+__all__ = ["Listener", "Store", "StoredMessage", "StoredRow"]
+
+logger = logging.getLogger("segment_client.collector")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -49,6 +62,22 @@ _EVENT_COLUMNS = "id, received_at, batch_id, duplicate, violations, message"
 StoredMessage = tuple[dict[str, Any], str, list[str]]
 
 
+@dataclass(frozen=True)
+class StoredRow:
+    """One committed message as listeners see it (the `message` dict is shared: read it,
+    never modify it)."""
+
+    id: int
+    received_at: str
+    batch_id: str
+    duplicate: bool
+    message: dict[str, Any]
+    violations: list[str]
+
+
+Listener = Callable[[Sequence[StoredRow]], None]
+
+
 def _text_id(value: Any) -> str | None:
     return value if value is None or type(value) is str else str(value)
 
@@ -72,7 +101,34 @@ class Store:
         # Batches answered but not yet stored (see hold()), by ticket.
         self._issued = 0
         self._pending: set[int] = set()
+        self._listeners: list[tuple[Listener, Callable[[], None] | None]] = []
         self._load_counters()
+
+    def add_listener(
+        self, on_rows: Listener, on_clear: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
+        """Call `on_rows(rows)` after each committed batch (and `on_clear()` after a
+        clear); returns a function that removes the listener. Thread-safe."""
+        entry = (on_rows, on_clear)
+        with self._lock:
+            self._listeners = [*self._listeners, entry]
+
+        def remove() -> None:
+            with self._lock:
+                self._listeners = [e for e in self._listeners if e is not entry]
+
+        return remove
+
+    def _notify(self, rows: Sequence[StoredRow] | None) -> None:
+        # Outside the lock: a slow listener delays only the thread that stored the batch.
+        for on_rows, on_clear in self._listeners:
+            try:
+                if rows is not None:
+                    on_rows(rows)
+                elif on_clear is not None:
+                    on_clear()
+            except Exception:
+                logger.exception("collector: store listener %r failed", on_rows)
 
     def _load_counters(self) -> None:
         db = self._db
@@ -150,6 +206,7 @@ class Store:
                 events[event] = events.get(event, 0) + 1
         count = len(messages)
         with_violations = sum(1 for _, _, violations in messages if violations)
+        first = 0
         with self._lock:
             seen = self.seen
             new = {message_id for message_id in ids if message_id is not None}
@@ -213,6 +270,13 @@ class Store:
             else:
                 self._recent.append((second, count))
             self.changed.notify_all()
+            listeners = self._listeners
+        if listeners and self.persist:
+            self._notify([
+                StoredRow(first + offset, received_at, batch_id, duplicate, message, violations)
+                for offset, ((message, _, violations), duplicate)
+                in enumerate(zip(messages, flags, strict=True))
+            ])
         return count, duplicates
 
     def add_rejection(self, received_at: str, path: str, status: int, reason: str) -> None:
@@ -234,6 +298,7 @@ class Store:
             self._recent.clear()
             self._load_counters()
             self.changed.notify_all()
+        self._notify(None)
 
     def close(self) -> None:
         with self._lock:

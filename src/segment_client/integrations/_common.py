@@ -75,14 +75,22 @@ def check_client_options(
 
 
 def _validate(write_key: str, arguments: dict[str, Any]) -> None:
-    """Run the checks `Client()` runs on its arguments before it builds anything."""
-    try:
-        from segment_client._config import check_options
-    except ImportError:  # a core without the separate checks: the names were checked
-        return
-    # The tracking plan's policies are checked where the plan is enforced, at first use.
-    plan_policies = ("on_violation", "on_unplanned", "on_plan_violation")
-    check_options(write_key, **{k: v for k, v in arguments.items() if k not in plan_policies})
+    """Run the checks `Client()` runs on its arguments before it builds anything.
+
+    The one place an integration uses private modules: the checks are the Client's
+    own, so an option is accepted here exactly when `Client()` would accept it.
+    """
+    from segment_client._config import check_options
+    from segment_client._plan import PlanEnforcer
+
+    policies = ("on_violation", "on_unplanned", "on_plan_violation")
+    config = check_options(write_key, **{k: v for k, v in arguments.items() if k not in policies})
+    if config.tracking_plan is not None:  # the plan's policies: checked, nothing kept
+        PlanEnforcer(
+            config.tracking_plan, on_violation=arguments["on_violation"],
+            on_unplanned=arguments["on_unplanned"], handler=arguments["on_plan_violation"],
+            drop=lambda reason, error, messages: None,
+        )
 
 
 def check_seconds(name: str, value: object, *, optional: bool = False) -> None:

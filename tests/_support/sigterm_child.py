@@ -20,7 +20,9 @@ class FileSink:
     def __init__(self, path: str) -> None:
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives with the process
 
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
+    def send(
+        self, batch: Sequence[bytes], *, retry_count: int = 0, timeout: float | None = None
+    ) -> None:
         self.file.write("".join(data.decode() + "\n" for data in batch))
         self.file.flush()
 

@@ -1,32 +1,54 @@
-"""OAuth 2.0 for the Tracking API, the way Segment's own libraries do it.
+"""Authentication of Tracking API requests: the write key (Basic) or OAuth 2.0 tokens.
 
-A JWT client assertion (RS256, header `kid`) is exchanged at `{auth_server}/token` for a
-bearer token (client-credentials grant). The token is cached and refreshed at half its
-lifetime; a 401/403 from the Tracking API discards it and the request is sent once more
-with a fresh one. The token endpoint's 429 is honoured: no request is made to it before
-its `Retry-After` has passed, and the consumer waits that long before the next attempt.
+The HTTP transport asks its auth object for the `Authorization` header of each attempt
+and tells it when the API refused that header (401/403). `BasicAuth` sends the write key,
+as Segment requires by default. `OAuth` does it the way Segment's own libraries do: a JWT
+client assertion (RS256, header `kid`) is exchanged at `{auth_server}/token` for a bearer
+token (client-credentials grant). The token is cached and refreshed at half its lifetime;
+a 401/403 discards it and the transport sends once more with a fresh one. The token
+endpoint's 429 is honoured: no request is made to it before its `Retry-After` has
+passed, and the consumer waits that long before the next attempt.
 
 Tokens are fetched lazily, by the thread that sends: the consumer thread (or the caller's
-thread in `sync_mode`). Needs the `oauth` extra: `pip install 'segment-client[oauth]'`.
+thread in `sync_mode`). OAuth needs the `oauth` extra: `pip install 'segment-client[oauth]'`.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
-from ._exceptions import APIError, ConfigurationError, MissingDependencyError, TransportError
-from ._retry import parse_http_date, parse_retry_after
-from ._transport import USER_AGENT, HTTPTransport, _redact
+from segment_client._checks import check_number
+from segment_client._exceptions import (
+    APIError,
+    ConfigurationError,
+    MissingDependencyError,
+    TransportError,
+)
+from segment_client._retry import parse_http_date, parse_retry_after
+from segment_client._version import __version__
 
-__all__ = ["DEFAULT_SCOPE", "OAuthError", "OAuthSettings", "OAuthTransport", "TokenManager"]
+__all__ = [
+    "DEFAULT_SCOPE",
+    "USER_AGENT",
+    "Auth",
+    "BasicAuth",
+    "OAuth",
+    "OAuthError",
+    "OAuthSettings",
+    "TokenManager",
+    "redact",
+]
+
+USER_AGENT = f"segment-client-python/{__version__}"
 
 logger = logging.getLogger("segment_client")
 
@@ -101,9 +123,7 @@ class OAuthSettings:
                     f"OAuthSettings.auth_server must be an http(s) URL, got {server!r}"
                 )
             object.__setattr__(self, "auth_server", server.rstrip("/"))
-        timeout = self.timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigurationError(f"OAuthSettings.timeout must be > 0, got {timeout!r}")
+        check_number("OAuthSettings.timeout", self.timeout, minimum=0, inclusive=False)
 
     def __repr__(self) -> str:
         return (
@@ -239,11 +259,11 @@ class TokenManager:
         except requests.RequestException as exc:
             raise TransportError(
                 f"OAuth token request failed: {type(exc).__name__}: "
-                f"{_redact(str(exc), self.secrets)}"
+                f"{redact(str(exc), self.secrets)}"
             ) from None
         skew_changed = self._learn_skew(response.headers.get("Date"), now)
         status = response.status_code
-        body = _redact(response.text, self.secrets)
+        body = redact(response.text, self.secrets)
         if status == 200:
             return self._store(response, now)
         if status == 429:
@@ -287,48 +307,83 @@ class TokenManager:
         return True
 
 
-class OAuthTransport(HTTPTransport):
-    """`HTTPTransport` that authenticates with an OAuth bearer token (the write key stays
-    in the body, as Segment requires). Thread-safe."""
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every credential in `secrets` replaced by `***`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class Auth(Protocol):
+    """How the HTTP transport authenticates. Implementations are thread-safe."""
+
+    def authorization(self, post: Post) -> str:
+        """The `Authorization` header value for the next attempt.
+
+        `post(url, **kwargs)` makes a request on the transport's session (for a token
+        fetch), bounded by the attempt's time left. Raises `DeliveryError` subclasses.
+        """
+        ...
+
+    def refused(self, authorization: str) -> bool:
+        """The API answered 401/403 to `authorization`: True when a new attempt with a
+        fresh value is worth making (the value is forgotten)."""
+        ...
+
+    def secrets(self) -> tuple[str, ...]:
+        """Credentials to redact from every error text and log."""
+        ...
+
+
+class BasicAuth:
+    """The write key as HTTP Basic credentials (`base64(key + ":")`). Immutable."""
+
+    def __init__(self, write_key: str) -> None:
+        self._token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+        self._header = f"Basic {self._token}"
+        self._write_key = write_key
+
+    def __repr__(self) -> str:
+        return "BasicAuth(***)"
+
+    def authorization(self, post: Post) -> str:
+        return self._header
+
+    def refused(self, authorization: str) -> bool:
+        return False  # the same key would be refused again
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._write_key, self._token)
+
+
+class OAuth:
+    """OAuth bearer tokens from a `TokenManager`. Thread-safe.
+
+    The token used is returned to the transport with each header, never kept per thread:
+    `refused(authorization)` names the token the API turned down.
+    """
 
     def __init__(
         self,
-        write_key: str,
+        settings: OAuthSettings,
         *,
-        oauth: OAuthSettings,
         auth_server: str,
         clock: Callable[[], float] = time.time,
-        **options: Any,
     ) -> None:
-        super().__init__(write_key, **options)
-        self.tokens = TokenManager(oauth, auth_server=auth_server, clock=clock)
-        self._headers.pop("Authorization", None)
-        self._used = threading.local()
+        self.tokens = TokenManager(settings, auth_server=auth_server, clock=clock)
 
     def __repr__(self) -> str:
-        return f"OAuthTransport(url={self.url!r}, auth_server={self.tokens.auth_server!r})"
+        return f"OAuth(auth_server={self.tokens.auth_server!r})"
 
-    def _post(self, url: str, **kwargs: Any) -> requests.Response:
-        return self._get_session().post(url, **{**self._request_options, **kwargs})
+    def authorization(self, post: Post) -> str:
+        return "Bearer " + self.tokens.token(post)
 
-    def auth_headers(self) -> dict[str, str]:
-        token = self.tokens.token(self._post)
-        self._used.token = token
-        return {**self._headers, "Authorization": f"Bearer {token}"}
+    def refused(self, authorization: str) -> bool:
+        # The token was revoked or expired early: forget it and try once more.
+        self.tokens.invalidate(authorization.removeprefix("Bearer "))
+        logger.info("segment_client: the API refused an OAuth token; refreshing it")
+        return True
 
     def secrets(self) -> tuple[str, ...]:
-        return (*super().secrets(), *self.tokens.secrets)
-
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
-        try:
-            super().send(batch, retry_count=retry_count)
-        except APIError as exc:
-            if isinstance(exc, OAuthError) or exc.status not in (401, 403):
-                raise
-            # The token was revoked or expired early: fetch a new one and try once more.
-            used = getattr(self._used, "token", None)
-            if used is not None:
-                self.tokens.invalidate(used)
-            logger.info("segment_client: HTTP %d with an OAuth token; refreshing it", exc.status)
-            super().send(batch, retry_count=retry_count)
-
+        return self.tokens.secrets

@@ -1,9 +1,11 @@
-"""Small HTTP servers on 127.0.0.1 for the production-environment tests.
+"""Small HTTP servers on 127.0.0.1 for what the library's collector cannot do.
 
-`LocalServer` runs a handler function on a ThreadingHTTPServer in a daemon thread;
-`Collector` is a handler that accepts Tracking API batches (scripted failures, an
-optional gate to make it slow, an optional auth check); `forward_proxy` is a plain HTTP
-forward proxy that records what went through it.
+Tests use `segment_client.collector.Collector` wherever it serves. These cover the rest:
+`LocalServer` runs a handler function on a ThreadingHTTPServer in a daemon thread (TLS,
+token endpoints, servers that echo what they got); `ScriptedAPI` is a handler that
+accepts Tracking API batches with a gate that holds answers until a test releases it and
+a bearer-token check; `forward_proxy` is a plain HTTP forward proxy that records what
+went through it.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ class LocalServer:
         self.close()
 
 
-class Collector:
+class ScriptedAPI:
     """A Tracking API stand-in: records delivered messages, scripted statuses first.
 
     `script` is a list of statuses (or Responses) answered in turn before answering 200;

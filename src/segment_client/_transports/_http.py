@@ -1,59 +1,47 @@
-"""The Transport seam and the HTTP transport that talks to the Tracking API.
+"""The HTTP transport: one attempt of one batch against `{host}{path}`.
 
-A transport performs one attempt and classifies its outcome: it returns on 2xx, raises
-`APIError` for any other status and `TransportError` when no HTTP answer came. Retries,
-threads and batching live elsewhere.
+Retries, threads and batching live elsewhere. An attempt is bounded as a whole (connect,
+send, read) by the smaller of `request_timeout` and the time left the sender passes.
 """
 
 from __future__ import annotations
 
-import base64
 import gzip as _gzip
+import http.client
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
-from ._batch import build_body
-from ._exceptions import APIError, TransportError
-from ._messages import now_timestamp
-from ._retry import parse_retry_after
-from ._version import __version__
+from segment_client._batch import build_body
+from segment_client._exceptions import APIError, TransportError
+from segment_client._guard import refusal
+from segment_client._messages import now_timestamp
+from segment_client._retry import parse_retry_after
 
-__all__ = ["USER_AGENT", "HTTPTransport", "Transport"]
+from . import ConnectionDropped
+from ._auth import USER_AGENT, Auth, BasicAuth, redact
+from ._watchdog import Watchdog, WatchedAdapter
 
-USER_AGENT = f"segment-client-python/{__version__}"
+__all__ = ["USER_AGENT", "HTTPTransport"]
+
 # Level 6 costs ~3x level 1 for a few % smaller bodies of JSON this repetitive.
 _GZIP_LEVEL = 1
-
-
-@runtime_checkable
-class Transport(Protocol):
-    """Sends one batch of encoded messages, once. Called from one thread at a time per
-    batch, but possibly from several threads (sync_mode), so implementations must be
-    thread-safe."""
-
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
-        """Send `batch` (encoded messages, oldest first).
-
-        `retry_count` is 0 on a first attempt and n on the n-th retry.
-        Raises `APIError` on a non-2xx answer, `TransportError` on no answer.
-        """
-        ...
-
-    def close(self) -> None:
-        """Release connections. Later sends may fail with TransportError."""
-        ...
+# The least time an attempt is given: below it, it would fail before reaching a server.
+_MIN_ATTEMPT_S = 0.001
 
 
 class HTTPTransport:
-    """POSTs batches to `{host}{path}` with one keep-alive `requests.Session`.
+    """POSTs batches to `url` with one keep-alive `requests.Session`.
 
-    Thread-safe. Blocks for at most `timeout` seconds per phase of a request (connect,
-    then each read). After a fork the child opens its own connections.
+    Thread-safe. One attempt blocks for at most `timeout` seconds in all (connect, send
+    and read), or less when `send` is given less time. `auth` makes the `Authorization`
+    header (default: the write key as Basic credentials). After a fork the child opens
+    its own connections.
     """
 
     def __init__(
@@ -65,10 +53,12 @@ class HTTPTransport:
         gzip: bool = True,
         session_options: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        auth: Auth | None = None,
     ) -> None:
         self._write_key = write_key
         self.url = url
-        self._timeout = timeout
+        self.timeout = timeout
+        self.auth: Auth = auth if auth is not None else BasicAuth(write_key)
         self._gzip = gzip
         self._session_options = dict(session_options or {})
         # Also passed per request: requests lets HTTPS_PROXY / REQUESTS_CA_BUNDLE override
@@ -76,17 +66,16 @@ class HTTPTransport:
         self._request_options = {
             k: v for k, v in self._session_options.items() if k in ("proxies", "verify", "cert")
         }
-        token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
         self._headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            "Authorization": f"Basic {token}",
             **(extra_headers or {}),
         }
         if gzip:
             self._headers["Content-Encoding"] = "gzip"
         self._lock = threading.Lock()
         self._session: requests.Session | None = None
+        self._watchdog = Watchdog()
         # (session, headers, cookie count, prepared template) for _prepare.
         self._template: (
             tuple[requests.Session, dict[str, str], int, requests.PreparedRequest] | None
@@ -99,9 +88,15 @@ class HTTPTransport:
     def _get_session(self) -> requests.Session:
         with self._lock:
             if self._session is None or self._pid != os.getpid():
-                # A child after fork must not share the parent's pooled sockets.
-                self._pid = os.getpid()
+                if self._pid != os.getpid():
+                    # A child after fork must not share the parent's pooled sockets, nor
+                    # its watchdog (whose thread did not survive the fork).
+                    self._pid = os.getpid()
+                    self._watchdog = Watchdog()
                 session = requests.Session()
+                adapter = WatchedAdapter()
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
                 for name, value in self._session_options.items():
                     setattr(session, name, value)
                 if session.trust_env:
@@ -109,43 +104,74 @@ class HTTPTransport:
                 self._session = session
             return self._session
 
-    def auth_headers(self) -> dict[str, str]:
-        """Headers for the next request; a subclass may refresh credentials here."""
-        return self._headers
-
     def secrets(self) -> tuple[str, ...]:
-        """Credentials redacted from every error text (a subclass adds its own)."""
+        """Credentials redacted from every error text."""
         proxies = self._request_options.get("proxies") or {}
         passwords = (urlsplit(url).password for url in proxies.values())
-        return (
-            self._write_key, self._headers.get("Authorization", "")[6:],
-            *(p for p in passwords if p),
-        )
+        return (self._write_key, *self.auth.secrets(), *(p for p in passwords if p))
 
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
+    def send(
+        self, batch: Sequence[bytes], *, retry_count: int = 0, timeout: float | None = None
+    ) -> None:
+        refused = refusal(self.url)
+        if refused is not None:
+            raise TransportError(refused)
+        limit = self.timeout if timeout is None else max(_MIN_ATTEMPT_S, min(timeout, self.timeout))
         body = build_body(batch, now_timestamp(), self._write_key)
         if self._gzip:
             body = _gzip.compress(body, compresslevel=_GZIP_LEVEL)
-        headers = self.auth_headers()
-        if retry_count:
-            headers = {**headers, "X-Retry-Count": str(retry_count)}
         session = self._get_session()
+        watchdog = self._watchdog
+        attempt = watchdog.begin(limit)
         try:
-            response = session.send(
-                self._prepare(session, headers, body), timeout=self._timeout,
-                allow_redirects=True, **self._request_options,
-            )
+            response = self._attempt(session, attempt.deadline, body, retry_count)
         except requests.RequestException as exc:
-            reason = _redact(str(exc), self.secrets())
-            raise TransportError(f"{type(exc).__name__}: {reason}") from None
+            if attempt.expired:
+                raise TransportError(
+                    f"timed out: no complete answer within {limit:.3g} s"
+                ) from None
+            reason = redact(str(exc), self.secrets())
+            error = ConnectionDropped if _dropped(exc) else TransportError
+            raise error(f"{type(exc).__name__}: {reason}") from None
+        finally:
+            watchdog.end(attempt)
         if 200 <= response.status_code < 300:
             response.close()
             return
         raise APIError(
             response.status_code,
-            _redact(response.text, self.secrets()),
+            redact(response.text, self.secrets()),
             parse_retry_after(response.headers.get("Retry-After")),
         )
+
+    def _attempt(
+        self, session: requests.Session, deadline: float, body: bytes, retry_count: int
+    ) -> requests.Response:
+        clock = time.monotonic
+
+        def post(url: str, **kwargs: Any) -> requests.Response:
+            # A token fetch shares the attempt's time.
+            kwargs["timeout"] = max(_MIN_ATTEMPT_S, min(kwargs.get("timeout", self.timeout),
+                                                        deadline - clock()))
+            return session.post(url, **{**self._request_options, **kwargs})
+
+        def request(authorization: str) -> requests.Response:
+            headers = {**self._headers, "Authorization": authorization}
+            if retry_count:
+                headers["X-Retry-Count"] = str(retry_count)
+            return session.send(
+                self._prepare(session, headers, body),
+                timeout=max(_MIN_ATTEMPT_S, deadline - clock()),
+                allow_redirects=True, **self._request_options,
+            )
+
+        authorization = self.auth.authorization(post)
+        response = request(authorization)
+        if response.status_code in (401, 403) and self.auth.refused(authorization):
+            # Refreshable credentials (OAuth) were refused: once more with fresh ones.
+            response.close()
+            response = request(self.auth.authorization(post))
+        return response
 
     def _prepare(
         self, session: requests.Session, headers: dict[str, str], body: bytes
@@ -204,8 +230,20 @@ def _freeze_environment(
     session.trust_env = False
 
 
-def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+def _dropped(exc: BaseException) -> bool:
+    """True when a server took the request and closed the connection without answering
+    (as opposed to no server at all: refused, unreachable, DNS, TLS)."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        cause = seen.pop()
+        if isinstance(cause, ConnectionRefusedError):
+            return False
+        if isinstance(
+            cause, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError
+            | http.client.IncompleteRead
+        ):
+            return True
+        seen.extend(arg for arg in cause.args if isinstance(arg, BaseException))
+        if cause.__cause__ is not None:
+            seen.append(cause.__cause__)
+    return False

@@ -23,8 +23,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._plan import PlanError, Rule, TrackingPlan, load_plan
-from ._version import __version__
+from segment_client._version import __version__
+
+from ._errors import PlanError
+from ._loaders import load_plan
+from ._rules import Rule, TrackingPlan
 
 __all__ = ["add_parser", "generate", "main"]
 

@@ -1,0 +1,352 @@
+"""The collector's HTTP layer: connections, request parsing, bodies, answers.
+
+Stdlib only: a `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, one thread per
+connection, request headers parsed without the `email` package. This module knows
+nothing about Segment: every request becomes a `Request`, is handed to the `RouteTable`
+(see `_routes.py`) and the handler's `Response` is written back. Connections are tracked
+so `HttpServer.close_connections()` can end them at shutdown.
+
+Extension point: none here; feature modules add routes to the route table instead.
+Thread-safety: each connection is served on its own thread; `HttpServer` methods are
+thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from ._routes import RouteTable
+
+__all__ = ["Headers", "HttpError", "HttpServer", "Request", "Response", "json_response"]
+
+logger = logging.getLogger("segment_client.collector")
+
+# A body this large is not read at all: the connection is answered and closed.
+MAX_READ_BYTES = 8 * 1024 * 1024
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+_MAX_HEADERS = 100
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The `Date` header, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+class Headers(dict[str, str]):
+    """Request headers by lower-cased name (the first of repeated ones); `get` as usual."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
+class HttpError(Exception):
+    """A request refused with `status` and `reason` (`code`: a short machine word)."""
+
+    def __init__(self, status: int, reason: str, code: str = "invalid_request") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.code = code
+
+
+@dataclass
+class Response:
+    """What a route handler answers.
+
+    Attributes:
+        status, body, content_type, headers: the answer.
+        drop: close the connection without answering (an injected fault).
+        close: close the connection after the answer.
+        after: run once the answer is written (or failed to be): work that must not
+            delay the answer. Runs on the connection's thread; exceptions are logged.
+    """
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    drop: bool = False
+    close: bool = False
+    after: Callable[[], None] | None = None
+
+
+def json_response(
+    status: int, data: Any, headers: Iterable[tuple[str, str]] = ()
+) -> Response:
+    """A JSON answer."""
+    return Response(status, json.dumps(data).encode(), "application/json", list(headers))
+
+
+class Request:
+    """One parsed request as a route handler sees it. Used on one thread only.
+
+    `target` is the request target as sent, `path` its path part; `body()` reads the body
+    (once; later calls return the same bytes) and raises `HttpError` when its framing is
+    bad or it is too large.
+    """
+
+    __slots__ = (
+        "_body",
+        "_handler",
+        "_path",
+        "client_address",
+        "headers",
+        "method",
+        "target",
+    )
+
+    def __init__(self, handler: _Handler, method: str, target: str, headers: Headers) -> None:
+        self._handler = handler
+        self._body: bytes | None = None
+        self._path: str | None = None
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.client_address: tuple[str, int] = handler.client_address
+
+    @property
+    def path(self) -> str:
+        """The path part of the target (no query)."""
+        if self._path is None:
+            target = self.target
+            self._path = target if "?" not in target and "#" not in target else (
+                urlsplit(target).path
+            )
+        return self._path
+
+    def query(self) -> dict[str, str]:
+        """The query parameters (the last of repeated ones; blank ones left out)."""
+        query = parse_qs(urlsplit(self.target).query, keep_blank_values=False)
+        return {key: values[-1] for key, values in query.items()}
+
+    def body(self) -> bytes:
+        """The request body (read on first call)."""
+        if self._body is None:
+            self._body = self._handler.read_body()
+        return self._body
+
+
+class HttpServer(ThreadingHTTPServer):
+    """Serves `routes` on `address`; tracks its connections. Thread-safe."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], routes: RouteTable) -> None:
+        self.routes = routes
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._conn_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-answer is normal (timeouts, dropped faults).
+        logger.debug("collector: connection error from %s", client_address, exc_info=True)
+
+    def track(self, sock: socket.socket, *, add: bool) -> None:
+        """Called by connection threads as they start and end."""
+        with self._conn_lock:
+            if add:
+                self._connections[sock] = threading.current_thread()
+            else:
+                self._connections.pop(sock, None)
+
+    def close_connections(self, timeout: float) -> None:
+        """Shut every open connection and wait (up to `timeout` each) for its thread."""
+        with self._conn_lock:
+            connections = list(self._connections.items())
+        for sock, _ in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for _, thread in connections:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle plus delayed ACK
+    # adds ~40 ms to every keep-alive answer.
+    disable_nagle_algorithm = True
+    # Idle keep-alive connections are closed after this many seconds.
+    timeout = 120
+    server: HttpServer
+    raw_requestline: bytes  # set by BaseHTTPRequestHandler.handle_one_request
+    server_version = "segment-client-collector"
+    sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the collector prints its own one line per batch
+
+    def parse_request(self) -> bool:
+        """The request line and headers, parsed without the email package.
+
+        `http.server` parses headers with `email.parser`, the largest cost of a keep-alive
+        request after the body itself. Well-formed HTTP/1.x request lines take this path
+        (same outcomes: keep-alive rules, `Expect: 100-continue`, 431 for header floods);
+        anything else goes to the stdlib's parser, which words the errors.
+        """
+        words = self.raw_requestline.split()
+        if len(words) != 3 or words[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+            return super().parse_request()
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        command, path, version = (str(word, "iso-8859-1") for word in words)
+        self.command, self.request_version = command, version
+        self.close_connection = version == "HTTP/1.0"
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")  # as the stdlib does
+        self.path = path
+        headers = Headers()
+        readline = self.rfile.readline
+        last = ""
+        for _ in range(_MAX_HEADERS + 1):
+            line = readline(65537)
+            if len(line) > 65536:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            text = str(line, "iso-8859-1")
+            if text[0] in " \t" and last:  # an obsolete folded continuation line
+                headers[last] = f"{headers[last]} {text.strip()}"
+                continue
+            name, _, value = text.partition(":")
+            last = name.strip().lower()
+            if last not in headers:
+                dict.__setitem__(headers, last, value.strip())
+            else:
+                last = ""  # a repeated header: the first one counts, as with email.message
+        else:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue":
+            return self.handle_expect_100()
+        return True
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        parsed: Any = self.headers
+        if isinstance(parsed, Headers):
+            headers = parsed
+        else:  # parsed by the stdlib fallback
+            headers = Headers()
+            for name, value in parsed.items():
+                if name.lower() not in headers:
+                    dict.__setitem__(headers, name.lower(), value)
+        request = Request(self, self.command, self.path, headers)
+        try:
+            response = self.server.routes.dispatch(request)
+        except HttpError as exc:
+            response = json_response(exc.status, {"error": exc.reason})
+        try:
+            if response.drop:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if response.close:
+                self.close_connection = True
+            self._send(response)
+        finally:
+            if response.after is not None:
+                try:
+                    response.after()
+                except Exception:
+                    logger.exception("collector: work after an answer failed")
+
+    do_GET = do_HEAD = do_POST = do_DELETE = do_OPTIONS = do_PUT = do_PATCH = _dispatch
+
+    def _send(self, response: Response) -> None:
+        # One write for the status line, the headers and the body.
+        status, body = response.status, response.body
+        head = (
+            f"{self.protocol_version} {status} {_PHRASES.get(status, '')}\r\n"
+            f"Server: {self.server_version}\r\nDate: {_http_date()}\r\n"
+            f"Content-Type: {response.content_type}\r\nContent-Length: {len(body)}\r\n"
+            "Cache-Control: no-store\r\n"
+        )
+        for name, value in response.headers:
+            head += f"{name}: {value}\r\n"
+        if self.close_connection:
+            head += "Connection: close\r\n"
+        data = (head + "\r\n").encode("latin-1")
+        self.wfile.write(data if self.command == "HEAD" else data + body)
+
+    # -- bodies ---------------------------------------------------------------------------
+
+    def read_body(self) -> bytes:
+        """The request body, by `Content-Length` or chunked; raises HttpError."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            self.close_connection = True
+            raise HttpError(400, f"bad Content-Length {length_text!r}") from None
+        if length > MAX_READ_BYTES:
+            self.close_connection = True  # the unread body makes the connection unusable
+            raise HttpError(400, f"Exceed payload limit: request body is {length} bytes",
+                            "too_large")
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            size = int(line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > MAX_READ_BYTES:
+                self.close_connection = True
+                raise HttpError(400, "Exceed payload limit: chunked body too large",
+                                "too_large")
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(16)

@@ -1,0 +1,1 @@
+"""Helper servers and child-process scripts used by the tests."""
