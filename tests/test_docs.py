@@ -473,3 +473,17 @@ def test_shell_commands_drop_comments_and_output() -> None:
     assert [c.words for c in _commands(bash)] == [["pip", "install", "a[b]"]]
     with pytest.raises(ValueError, match="cannot split"):
         _commands(Block(ROOT / "x.md", 1, "bash", "echo 'unclosed\n"))
+
+
+def test_every_client_option_is_documented_in_configuration() -> None:
+    """docs/configuration.md lists every keyword argument of Client, and nothing else."""
+    import inspect
+
+    from segment_client import Client
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    options_table = text.split("## Options", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", options_table, re.MULTILINE))
+    parameters = set(inspect.signature(Client).parameters)
+    assert sorted(parameters - documented) == [], "Client options missing from the table"
+    assert sorted(documented - parameters) == [], "the table lists options Client lacks"
