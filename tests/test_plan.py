@@ -191,46 +191,49 @@ def _problems(schema: dict[str, Any], value: Any) -> list[str]:
     return [v.split(": ", 2)[2] for v in plan.check(_track("E", {"v": value}))]
 
 
-@pytest.mark.parametrize(
-    ("schema", "value", "problem"),
-    [
-        ({"type": "integer"}, 3, None),
-        ({"type": "integer"}, 3.0, None),
-        ({"type": "integer"}, 3.5, "expected integer, got number 3.5"),
-        ({"type": "integer"}, True, "expected integer, got boolean True"),
-        ({"type": "number"}, 2, None),
-        ({"type": "number"}, Decimal("2.5"), None),
-        ({"type": "number"}, "2", "expected number, got string '2'"),
-        ({"type": ["string", "null"]}, None, None),
-        ({"type": "boolean"}, 0, "expected boolean, got integer 0"),
-        ({"type": "array", "items": {"type": "integer"}}, (1, 2), None),
-        ({"type": "array", "items": {"type": "integer"}}, [1, "x"], "expected integer"),
-        ({"type": "array", "minItems": 2}, [1], "fewer than minItems 2"),
-        ({"type": "array", "maxItems": 1}, [1, 2], "more than maxItems 1"),
-        ({"type": "object"}, {"a": 1}, None),
-        ({"type": "object"}, [], "expected object, got array"),
-        ({"type": "object", "additionalProperties": {"type": "integer"}}, {"a": "x"},
-         "expected integer, got string 'x'"),
-        ({"enum": ["a", 1]}, 1.0, None),
-        ({"enum": [1]}, True, "True is not one of [1]"),
-        ({"const": "x"}, "y", "'y' is not one of [\"x\"]"),
-        ({"type": "string", "pattern": "^a"}, "ba", "'ba' does not match pattern '^a'"),
-        ({"type": "string", "pattern": "b"}, "abc", None),  # JSON Schema patterns search
-        ({"type": "string", "maxLength": 2}, "abc", "longer than maxLength 2"),
-        ({"type": "number", "maximum": 5}, 6, "6 breaks maximum 5"),
-        ({"type": "number", "exclusiveMaximum": 5}, 5, "5 breaks exclusiveMaximum 5"),
-        ({"type": "string", "format": "date-time"}, "2024-05-01T10:00:00.123Z", None),
-        ({"type": "string", "format": "date-time"}, "2024-05-01T10:00:00+02:00", None),
-        ({"type": "string", "format": "date-time"}, "2024-05-01", "is not a valid date-time"),
-        ({"type": "string", "format": "date-time"}, dt.datetime(2024, 5, 1, tzinfo=UTC), None),
-        ({"type": "string", "format": "date-time"}, dt.date(2024, 5, 1),
-         "expected a date-time, got date"),
-        ({"type": "string", "format": "date"}, "2024-05-01", None),
-        ({"type": "string", "format": "email"}, "not checked", None),
-        ({"type": "string"}, object(), "expected string, got object"),
-        ({"description": "anything goes", "key": "v"}, object(), None),
-    ],
-)
+#: (schema, value, the problem found or None); tests/test_plan_codegen.py runs these too.
+SCHEMA_CASES: list[tuple[Any, Any, str | None]] = [
+    ({"type": "integer"}, 3, None),
+    ({"type": "integer"}, 3.0, None),
+    ({"type": "integer"}, 3.5, "expected integer, got number 3.5"),
+    ({"type": "integer"}, True, "expected integer, got boolean True"),
+    ({"type": "number"}, 2, None),
+    ({"type": "number"}, Decimal("2.5"), None),
+    ({"type": "number"}, "2", "expected number, got string '2'"),
+    ({"type": ["string", "null"]}, None, None),
+    ({"type": "boolean"}, 0, "expected boolean, got integer 0"),
+    ({"type": "array", "items": {"type": "integer"}}, (1, 2), None),
+    ({"type": "array", "items": {"type": "integer"}}, [1, "x"], "expected integer"),
+    ({"type": "array", "minItems": 2}, [1], "fewer than minItems 2"),
+    ({"type": "array", "maxItems": 1}, [1, 2], "more than maxItems 1"),
+    ({"type": "object"}, {"a": 1}, None),
+    ({"type": "object"}, [], "expected object, got array"),
+    ({"type": "object", "additionalProperties": {"type": "integer"}}, {"a": "x"},
+     "expected integer, got string 'x'"),
+    ({"enum": ["a", 1]}, 1.0, None),
+    ({"enum": [1]}, True, "True is not one of [1]"),
+    ({"const": "x"}, "y", "'y' is not one of [\"x\"]"),
+    ({"type": "string", "pattern": "^a"}, "ba", "'ba' does not match pattern '^a'"),
+    ({"type": "string", "pattern": "b"}, "abc", None),  # JSON Schema patterns search
+    ({"type": "string", "maxLength": 2}, "abc", "longer than maxLength 2"),
+    ({"type": "number", "maximum": 5}, 6, "6 breaks maximum 5"),
+    ({"type": "number", "exclusiveMaximum": 5}, 5, "5 breaks exclusiveMaximum 5"),
+    ({"type": "string", "format": "date-time"}, "2024-05-01T10:00:00.123Z", None),
+    ({"type": "string", "format": "date-time"}, "2024-05-01T10:00:00+02:00", None),
+    ({"type": "string", "format": "date-time"}, "2024-05-01", "is not a valid date-time"),
+    ({"type": "string", "format": "date-time"}, dt.datetime(2024, 5, 1, tzinfo=UTC), None),
+    ({"type": "string", "format": "date-time"}, dt.date(2024, 5, 1),
+     "expected a date-time, got date"),
+    ({"type": "string", "format": "date"}, "2024-05-01", None),
+    ({"type": "string", "format": "email"}, "not checked", None),
+    ({"type": "string"}, object(), "expected string, got object"),
+    ({"description": "anything goes", "key": "v"}, object(), None),
+    ({"enum": [1, 2]}, 10**400, "is not one of [1, 2]"),  # past float range
+    ({"enum": [1, 2]}, 2.0, None),
+]
+
+
+@pytest.mark.parametrize(("schema", "value", "problem"), SCHEMA_CASES)
 def test_schema_subset(schema: dict[str, Any], value: Any, problem: str | None) -> None:
     found = _problems(schema, value)
     if problem is None:

@@ -11,17 +11,14 @@ both account for the same messages.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _uwsgi
+from . import _process, _uwsgi
 from ._batch import MAX_REQUEST_BYTES, body_overhead
 from ._exceptions import ClientClosedError, DeliveryError, QueueFullError
 from ._json import loads
@@ -39,32 +36,6 @@ ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 
 THREAD_NAME = "segment_client.consumer"
 _DROP_LOG_INTERVAL_S = 10.0
-
-
-_live: weakref.WeakSet[Consumer] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for consumer in list(_live):
-        consumer._reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _close_all_at_exit() -> None:
-    """At interpreter exit: a bounded close of every consumer still open in this process.
-
-    Consumers, not clients, are tracked: a client dropped without closing leaves its
-    consumer (kept alive by its thread) with messages that must still go out.
-    """
-    for consumer in list(_live):
-        if consumer._pid == os.getpid() and not consumer._close_started:
-            consumer.close(consumer.exit_timeout)
-
-
-atexit.register(_close_all_at_exit)
 
 
 class Consumer:
@@ -104,7 +75,10 @@ class Consumer:
             on_retry=self._count_retry, clock=clock,
         )
         self._init_state()
-        _live.add(self)
+        _process.register(self)
+        # What the queue found unreadable while opening (a spool's earlier files) is
+        # reported now, before any thread runs.
+        self._drain_losses()
         if not sync_mode and self.queue.depth():
             # A spool holds messages left by an earlier process: send them now.
             self._start()
@@ -144,18 +118,25 @@ class Consumer:
         self._inline_since = 0.0
         self._left_in_queue = 0  # messages the queue keeps for the next process
 
-    def _reset_after_fork(self) -> None:
+    def reset_after_fork(self) -> None:
+        """In a forked child: fresh state (called by `_process` and by a pid check)."""
         # The child inherits copies of the parent's queue and locks (possibly held by a
         # thread that does not exist here). The parent sends its own messages; the child
         # starts empty so nothing is sent twice.
         self._init_state()
+
+    def close_at_exit(self) -> None:
+        """A close bounded by `exit_timeout`, unless closed already or from another
+        process (called by `_process` at interpreter exit)."""
+        if self._pid == os.getpid() and not self._close_started:
+            self.close(self.exit_timeout)
 
     # -- caller side ---------------------------------------------------------------
 
     def put(self, data: bytes, message: dict[str, Any]) -> bool:
         """Queue one encoded message; never blocks. False when it was dropped."""
         if self._pid != os.getpid():
-            self._reset_after_fork()
+            self.reset_after_fork()
         if self._closing:
             self.drop("closed", ClientClosedError("the client is closed"), [message])
             return False
@@ -246,13 +227,7 @@ class Consumer:
                 logger.warning("segment_client: could not start the consumer thread")
                 return
             self._thread = thread
-            mp_util = sys.modules.get("multiprocessing.util")
-            if mp_util is not None:
-                # multiprocessing children end with os._exit(), skipping atexit; they run
-                # multiprocessing's own finalizers, so a bounded close is registered there.
-                mp_util.Finalize(
-                    None, _close_at_exit, args=(weakref.ref(self),), exitpriority=10
-                )
+            _process.close_with_multiprocessing(self)
 
     def _put_inline(self, depth: int) -> None:
         # No thread can run (uWSGI without threads): the caller sends when a batching
@@ -423,7 +398,7 @@ class Consumer:
         """Send what is queued now and wait for it. True when all of it was delivered."""
         deadline = None if timeout is None else self._clock() + timeout
         if self._pid != os.getpid():
-            self._reset_after_fork()
+            self.reset_after_fork()
         with self._lock:
             pending = self.queue.depth() + len(self._in_flight) - self._in_flight_done
             if pending <= 0:
@@ -475,7 +450,7 @@ class Consumer:
         """
         deadline = None if timeout is None else self._clock() + timeout
         if self._pid != os.getpid():
-            self._reset_after_fork()
+            self.reset_after_fork()
         with self._lock:
             first = not self._close_started
             self._close_started = True
@@ -580,12 +555,6 @@ class Consumer:
     def thread(self) -> threading.Thread | None:
         """The consumer thread of this process, if started."""
         return self._thread
-
-
-def _close_at_exit(ref: weakref.ReferenceType[Consumer]) -> None:
-    consumer = ref()
-    if consumer is not None and consumer._pid == os.getpid() and not consumer._close_started:
-        consumer.close(consumer.exit_timeout)
 
 
 def _decode(batch: Sequence[bytes]) -> list[dict[str, Any]]:

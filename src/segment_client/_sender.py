@@ -74,9 +74,8 @@ class Sender:
         self.stop = stop
         self._on_retry = on_retry
         self._clock = clock
-        self._lock = threading.Lock()
-        self._transport = transport
-        self._timeout_kw = _accepts_timeout(transport)
+        # (transport, whether its send takes timeout=): one tuple, replaced whole.
+        self._target = (transport, _accepts_timeout(transport))
 
     def pause(self, seconds: float) -> bool:
         """Wait `seconds` between attempts; True when a close interrupted the wait.
@@ -89,13 +88,15 @@ class Sender:
     @property
     def transport(self) -> Transport:
         """The transport the next attempt uses."""
-        return self._transport
+        return self._target[0]
 
     def replace_transport(self, transport: Transport) -> Transport:
-        """Use `transport` from the next attempt on; returns the previous one."""
-        accepts = _accepts_timeout(transport)
-        with self._lock:
-            old, self._transport, self._timeout_kw = self._transport, transport, accepts
+        """Use `transport` from the next attempt on; returns the previous one.
+
+        Not atomic between two callers (the client serialises them).
+        """
+        old = self._target[0]
+        self._target = (transport, _accepts_timeout(transport))
         return old
 
     def deliver(
@@ -152,6 +153,8 @@ class Sender:
         retries = 0
         attempt = 0
         rate_limited = 0.0
+        # At a close deadline a queue that keeps messages at close keeps this batch.
+        keep = queue_policy.keep_on_close
         while True:
             if self.stop.is_set():
                 closed = ClientClosedError("the client closed before the batch was delivered")
@@ -161,7 +164,7 @@ class Sender:
                 left = deadline - self._clock()
                 if left <= 0:
                     late = DeliveryError("the deadline passed before the batch was delivered")
-                    return late, False
+                    return late, keep and closing()
                 timeout = left if timeout is None else min(timeout, left)
             error = self._attempt(part, attempt, timeout)
             if error is None:
@@ -193,7 +196,7 @@ class Sender:
             if deadline is not None:
                 left = deadline - self._clock()
                 if left <= 0:
-                    return error, False
+                    return error, keep and closing()
                 wait = min(wait, left)
             attempt += 1
             self._on_retry(len(part))
@@ -207,7 +210,7 @@ class Sender:
     def _attempt(
         self, part: list[bytes], retry_count: int, timeout: float | None
     ) -> DeliveryError | None:
-        transport, timeout_kw = self._transport, self._timeout_kw
+        transport, timeout_kw = self._target
         try:
             if timeout_kw:
                 transport.send(part, retry_count=retry_count, timeout=timeout)

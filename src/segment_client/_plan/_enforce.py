@@ -60,17 +60,24 @@ class PlanEnforcer:
         self._lock = threading.Lock()
         self.violations = 0
         self.unplanned = 0
+        # The common call in one lookup: event name -> generated validator (the plan is
+        # immutable after loading).
+        self._track_valid: dict[Any, Callable[[Any], bool]] = {
+            name: rule.valid for name, rule in plan.track_rules.items() if rule.valid is not None
+        }
 
     def admit(self, message: dict[str, Any]) -> bool:
         """True: send `message`. False: it was dropped (and reported). May raise
         `TrackingPlanViolation` under the "raise" policy."""
-        plan = self.plan
         if message.get("type") == "track":
-            rule = plan.track_rules.get(message.get("event"))  # type: ignore[arg-type]
+            valid = self._track_valid.get(message.get("event"))
+            if valid is not None and valid(message):
+                return True
+            rule = self.plan.track_rules.get(message.get("event"))  # type: ignore[arg-type]
             if rule is None:
                 return self._unplanned(message)
         else:
-            rule = plan.rule_for(message)
+            rule = self.plan.rule_for(message)
             if rule is None:
                 return True
         found = rule.violations(message)

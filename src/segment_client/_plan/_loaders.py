@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ._codegen import compile_rule
 from ._errors import PlanError
 from ._rules import Rule, TrackingPlan
-from ._schema import compile_schema
 
 __all__ = ["load_plan"]
 
@@ -74,6 +74,16 @@ def load_plan(source: str | os.PathLike[str] | Mapping[str, Any] | TrackingPlan)
     return TrackingPlan(rules, name=name, source=where, ignored=ignored)
 
 
+def _rule(
+    kind: str, key: str | None, schema: dict[str, Any], *, where: str,
+    version: int | None = None, description: str = "",
+) -> Rule:
+    """A rule with its interpreter check and its generated validator."""
+    check, valid = compile_rule(schema, where)
+    return Rule(kind, key, schema, version=version, description=description, check=check,
+                valid=valid)
+
+
 def _version(raw: Any, where: str) -> int | None:
     if raw is None:
         return None
@@ -121,11 +131,11 @@ def _from_public_api(items: list[Any], ignored: list[str]) -> list[Rule]:
         if kind == "track" and not key:
             raise PlanError(f"{where}: a TRACK rule needs 'key' (the event name)")
         schema = _schema(item.get("jsonSchema", item.get("json_schema")), where)
-        rules.append(Rule(
+        rules.append(_rule(
             kind, key if kind == "track" else None, schema,
             version=_version(item.get("version"), where),
             description=str(schema.get("description") or item.get("description") or ""),
-            check=compile_schema(schema, where),
+            where=where,
         ))
     return rules
 
@@ -144,10 +154,10 @@ def _from_config_api(data: Mapping[str, Any], ignored: list[str]) -> list[Rule]:
             raise PlanError(f"{where}: 'name' (the event name) must be a non-empty string")
         where = f"rule {where} ({name!r})"
         schema = _schema(item.get("rules"), where)
-        rules.append(Rule(
+        rules.append(_rule(
             "track", name, schema, version=_version(item.get("version"), where),
             description=str(item.get("description") or schema.get("description") or ""),
-            check=compile_schema(schema, where),
+            where=where,
         ))
     for kind in ("identify", "group"):
         raw = data.get(kind)
@@ -155,8 +165,8 @@ def _from_config_api(data: Mapping[str, Any], ignored: list[str]) -> list[Rule]:
             continue
         where = f"rule rules.{kind}"
         schema = _schema(raw, where)
-        rules.append(Rule(kind, None, schema, description=str(schema.get("description") or ""),
-                          check=compile_schema(schema, where)))
+        rules.append(_rule(kind, None, schema, description=str(schema.get("description") or ""),
+                          where=where))
     if data.get("global"):
         ignored.append("rules.global: common rules are not enforced client-side")
     return rules
@@ -224,10 +234,10 @@ def _from_native(data: Mapping[str, Any]) -> list[Rule]:
         payload = _native_payload(spec, "properties", where)
         schema = _message_schema("properties", payload)
         spec = spec or {}
-        rules.append(Rule(
+        rules.append(_rule(
             "track", name, schema, version=_version(spec.get("version"), where),
             description=str(spec.get("description") or ""),
-            check=compile_schema(schema, where),
+            where=where,
         ))
     for kind in ("identify", "group"):
         if data.get(kind) is None:
@@ -235,9 +245,9 @@ def _from_native(data: Mapping[str, Any]) -> list[Rule]:
         where = f"rule {kind}"
         payload = _native_payload(data[kind], "traits", where)
         schema = _message_schema("traits", payload)
-        rules.append(Rule(
+        rules.append(_rule(
             kind, None, schema, description=str(data[kind].get("description") or ""),
-            check=compile_schema(schema, where),
+            where=where,
         ))
     return rules
 

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._codegen import Valid, compile_rule
 from ._errors import PlanError, Violation
-from ._schema import Check, compile_schema
+from ._schema import Check
 
 __all__ = ["Rule", "TrackingPlan"]
 
@@ -17,7 +18,8 @@ __all__ = ["Rule", "TrackingPlan"]
 @dataclass
 class Rule:
     """One compiled rule. `schema` is the whole-message JSON Schema; `payload` is the
-    schema of its `properties` (track) or `traits` (identify, group)."""
+    schema of its `properties` (track) or `traits` (identify, group). `check` (the
+    interpreter) lists violations; `valid` (generated code) is the fast yes."""
 
     kind: str  # "track", "identify" or "group"
     key: str | None  # the event name for track rules
@@ -25,6 +27,8 @@ class Rule:
     version: int | None = None
     description: str = ""
     check: Check | None = field(default=None, repr=False)
+    #: The generated validator: True when the message certainly follows the rule.
+    valid: Valid | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -41,6 +45,9 @@ class Rule:
     def violations(self, message: Mapping[str, Any]) -> list[Violation]:
         """What is wrong with `message` under this rule (empty: it follows it)."""
         if self.check is None:
+            return []
+        valid = self.valid
+        if valid is not None and valid(message):
             return []
         found = self.check(message)
         if not found:
@@ -69,7 +76,9 @@ class TrackingPlan:
         for rule in rules:
             where = f"rule {rule.label}"
             if rule.check is None:
-                rule.check = compile_schema(rule.schema, where)
+                rule.check, rule.valid = compile_rule(rule.schema, where)
+            elif rule.valid is None:
+                rule.valid = _interpreted(rule.check)
             if rule.kind == "track":
                 if rule.key is None:
                     raise PlanError(f"{where}: a track rule needs an event name")
@@ -121,3 +130,11 @@ class TrackingPlan:
             f"TrackingPlan(name={self.name!r}, events={len(self.track_rules)}, "
             f"identify={self.identify is not None}, group={self.group is not None})"
         )
+
+
+def _interpreted(check: Check) -> Valid:
+    """A validator for a rule built with its own check and no generated validator."""
+    def valid(message: Any) -> bool:
+        return not check(message)
+
+    return valid

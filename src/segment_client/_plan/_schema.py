@@ -1,6 +1,7 @@
-"""The JSON Schema subset compiler: one rule's schema -> a checker built from nested
-closures, compiled once at load time; checking a message walks only what the schema
-mentions. Checkers are pure functions, safe to call from any thread.
+"""The JSON Schema subset compiler (the interpreter): one rule's schema -> a checker
+built from nested closures, compiled once at load time, that lists every violation.
+It is the reference the generated validators (`_codegen`) agree with, and what explains
+a message they do not accept. Checkers are pure functions, safe from any thread.
 
 Supported subset (draft-07 semantics): `type` (a name or a list of names), `required`,
 `properties`, `additionalProperties` (boolean or schema), `enum`, `const`, `pattern`,
@@ -27,7 +28,7 @@ from typing import Any
 
 from ._errors import PlanError
 
-__all__ = ["Check", "compile_schema"]
+__all__ = ["Check"]
 
 
 #: value -> None when it is valid, else (relative path, problem) pairs ("" = the value).
@@ -115,12 +116,6 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def compile_schema(schema: Any, where: str) -> Check | None:
-    """A checker for the whole-message `schema` of one rule, or None when it accepts
-    anything. Raises `PlanError` prefixed with `where` (the rule) on a bad schema."""
-    return _Compiler(where).compile(schema)
-
-
 class _Node:
     """A compiled schema: `check`, and `fast`: Python types valid with no further check."""
 
@@ -136,6 +131,10 @@ class _Compiler:
 
     def __init__(self, where: str) -> None:
         self.where = where
+        # Every compiled schema object by id(): the code generator reuses these checks
+        # for what it hands back to the interpreter (the schema tree outlives the compile,
+        # so the ids stay unique).
+        self.nodes: dict[int, _Node] = {}
 
     def fail(self, at: str, problem: str) -> PlanError:
         return PlanError(f"{self.where}: schema at {at or '(root)'}: {problem}")
@@ -146,6 +145,12 @@ class _Compiler:
         return None if node is None else node.check
 
     def node(self, schema: Any, at: str) -> _Node | None:
+        found = self._node(schema, at)
+        if found is not None:
+            self.nodes[id(schema)] = found
+        return found
+
+    def _node(self, schema: Any, at: str) -> _Node | None:
         if schema is True or schema == {}:
             return None
         if schema is False:
@@ -436,7 +441,10 @@ class _Compiler:
 def _enum_key(value: Any) -> Any:
     kind, value = _kind(value)
     if kind in ("integer", "number"):
-        return ("number", float(value))
+        try:
+            return ("number", float(value))
+        except OverflowError:  # an int past float range: equal to no float, only itself
+            return ("number", value)
     if kind in ("object", "array"):
         return (kind, json.dumps(value, sort_keys=True, default=str))
     if kind == "string" and not isinstance(value, str):
