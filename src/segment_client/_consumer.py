@@ -20,8 +20,16 @@ from typing import Any
 
 from . import _process, _uwsgi
 from ._batch import MAX_REQUEST_BYTES, body_overhead
+from ._events import (
+    CallAfterCloseEvent,
+    DeliveryFailureEvent,
+    DrainedEvent,
+    DropEvent,
+    Events,
+)
 from ._exceptions import ClientClosedError, DeliveryError, QueueFullError
 from ._json import loads
+from ._log import DeliveryLog, describe, where
 from ._queue import MessageQueue
 from ._retry import RetryPolicy
 from ._sender import Sender
@@ -35,7 +43,6 @@ logger = logging.getLogger("segment_client")
 ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 
 THREAD_NAME = "segment_client.consumer"
-_DROP_LOG_INTERVAL_S = 10.0
 
 
 class Consumer:
@@ -58,8 +65,11 @@ class Consumer:
         sync_mode: bool = False,
         exit_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        events: Events | None = None,
     ) -> None:
         self._queue_factory = queue_factory
+        self.events = events if events is not None else Events()
+        self.log = DeliveryLog(clock=clock)
         self.flush_at = flush_at
         self.flush_interval = flush_interval
         self._on_error = on_error
@@ -72,7 +82,7 @@ class Consumer:
         self._stop = threading.Event()  # set when the close deadline passes
         self.sender = Sender(
             transport, policy=policy, request_timeout=request_timeout, stop=self._stop,
-            on_retry=self._count_retry, clock=clock,
+            on_retry=self._count_retry, clock=clock, log=self.log,
         )
         self._init_state()
         _process.register(self)
@@ -90,6 +100,7 @@ class Consumer:
         self._progress = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = self.sender.stop = threading.Event()  # set when the close deadline passes
+        self.log = self.sender.log = DeliveryLog(clock=self._clock)
         self._deadline: float | None = None  # the close deadline, once close() runs
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -110,7 +121,6 @@ class Consumer:
         self._dropped = DropCounts()
         # Queued, then dropped by consumer-side middleware (counted in _finished only).
         self._dropped_after_queue = 0
-        self._last_drop_log = float("-inf")
         # Held by whoever is taking and delivering a batch (the thread, an inline drain,
         # a sync_mode caller): one batch in flight at a time keeps order and counters exact.
         self._delivery_lock = threading.Lock()
@@ -123,6 +133,7 @@ class Consumer:
         # The child inherits copies of the parent's queue and locks (possibly held by a
         # thread that does not exist here). The parent sends its own messages; the child
         # starts empty so nothing is sent twice.
+        self.events.after_fork()
         self._init_state()
 
     def close_at_exit(self) -> None:
@@ -138,6 +149,8 @@ class Consumer:
         if self._pid != os.getpid():
             self.reset_after_fork()
         if self._closing:
+            if self.events.call_after_close:
+                self.events.emit("call_after_close", CallAfterCloseEvent(message))
             self.drop("closed", ClientClosedError("the client is closed"), [message])
             return False
         if self._sync_mode:
@@ -158,17 +171,12 @@ class Consumer:
 
     def drop(self, reason: str, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
         """Count and report messages that were never queued."""
-        now = self._clock()
-        total = self._dropped.add(reason, len(messages))
-        # A flood of drops (queue full under an outage) logs once per interval with the
-        # running total; on_error and the counters still see every message.
-        loud = now - self._last_drop_log >= _DROP_LOG_INTERVAL_S
-        if loud:
-            self._last_drop_log = now
-            logger.warning(
-                "segment_client: %d message(s) dropped: %s (%d dropped for %s so far)",
-                len(messages), error, total, reason,
-            )
+        self._dropped.add(reason, len(messages))
+        # A flood of drops (queue full under an outage) is summarised in the log;
+        # on_error, the events and the counters still see every message.
+        self.log.dropped(reason, len(messages), describe(error))
+        if self.events.drop:
+            self.events.emit("drop", DropEvent(reason, len(messages), error, messages))
         self._report(error, messages)
 
     def _drain_losses(self) -> None:
@@ -185,8 +193,8 @@ class Consumer:
                     self._failed += count
             else:
                 self._dropped.add(loss.reason, count)
-            logger.error("segment_client: %d message(s) lost: %s", count, loss.error)
-            self._report(loss.error, [])
+            self.log.lost(count, describe(loss.error))
+            self._report(loss.error, [], count)
             if loss.queued:
                 with self._lock:
                     self._finished += count
@@ -199,6 +207,8 @@ class Consumer:
     def drop_quietly(self, reason: str) -> None:
         """Count a message not sent on purpose (send=False): no log, no on_error."""
         self._dropped.add(reason)
+        if self.events.drop:
+            self.events.emit("drop", DropEvent(reason, 1))
 
     def request_close(self) -> None:
         """Stop accepting messages and let the thread drain and exit; never blocks."""
@@ -212,7 +222,7 @@ class Consumer:
             if _uwsgi.threads_unavailable():
                 self._inline = True
                 logger.warning(
-                    "segment_client: uWSGI is running without --enable-threads, so the "
+                    "uWSGI is running without --enable-threads, so the "
                     "background sender cannot run. Messages are sent from the calling "
                     "thread instead (every flush_at messages or flush_interval seconds, "
                     "and by client.flush()). Set `enable-threads = true` in the uWSGI "
@@ -224,7 +234,7 @@ class Consumer:
                 thread.start()
             except RuntimeError:
                 # No threads at interpreter shutdown: close() drains on its own thread.
-                logger.warning("segment_client: could not start the consumer thread")
+                logger.warning("could not start the consumer thread")
                 return
             self._thread = thread
             _process.close_with_multiprocessing(self)
@@ -258,7 +268,7 @@ class Consumer:
                     if batch:
                         self._deliver(batch, deadline=self._deadline)
         except Exception:  # a bug here must not pass silently
-            logger.exception("segment_client: the consumer thread crashed")
+            logger.exception("the consumer thread crashed")
 
     def _wait_for_trigger(self) -> bool:
         """Wait until a batch is due (False: the thread should exit)."""
@@ -324,6 +334,14 @@ class Consumer:
         with self._lock:
             self._in_flight = []
             self._in_flight_done = 0
+        if self.queue.depth():
+            self.log.tick()
+        else:
+            self.log.idle()
+            if self.events.drained:
+                with self._lock:
+                    drained = DrainedEvent(self._delivered, self._failed)
+                self.events.emit("drained", drained)
 
     def _finish(
         self, part: Sequence[bytes], error: DeliveryError | None,
@@ -355,14 +373,11 @@ class Consumer:
         # ...report outside the lock, and only then release flush() waiters, so that
         # on_error has run for every failed message by the time flush() returns.
         if error is not None:
-            if poison:
-                logger.error(
-                    "segment_client: %d message(s) undeliverable, isolated from their "
-                    "batch: %s", count, error,
-                )
-            else:
-                logger.error("segment_client: %d message(s) failed: %s", count, error)
+            cause = describe(error, where(self.sender.transport))
+            self.log.lost(count, cause, kind="poison" if poison else "failed")
             self._report(error, _decode(sent))
+        elif count:
+            self.log.delivered(count)
         with self._lock:
             self._finished += len(part)
             self._progress.notify_all()
@@ -373,7 +388,7 @@ class Consumer:
         try:
             prepared = self.prepare(batch)
         except Exception:  # a bug in the hook must not lose the batch
-            logger.exception("segment_client: consumer-side middleware failed; batch sent as is")
+            logger.exception("consumer-side middleware failed; batch sent as is")
             return list(batch)
         return prepared if len(prepared) == len(batch) else list(batch)
 
@@ -384,13 +399,19 @@ class Consumer:
             if count and done < flush.target:
                 flush.failed = True
 
-    def _report(self, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
-        if self._on_error is None:
-            return
-        try:
-            self._on_error(error, messages)
-        except Exception:
-            logger.exception("segment_client: on_error raised; ignored")
+    def _report(
+        self, error: DeliveryError, messages: list[dict[str, Any]], count: int | None = None
+    ) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(error, messages)
+            except Exception:
+                logger.exception("on_error raised; ignored")
+        if self.events.delivery_failure:
+            failure = DeliveryFailureEvent(
+                error, messages, len(messages) if count is None else count
+            )
+            self.events.emit("delivery_failure", failure)
 
     # -- flush and close ------------------------------------------------------------
 
@@ -506,10 +527,12 @@ class Consumer:
             self._mark_failed_flushes(len(left))
             self._failed += len(left)
         if left:
+            cause = self.log.cause
             error = ClientClosedError(
                 f"{len(left)} message(s) not delivered before the close deadline"
+                + (f" (delivery was failing: {cause})" if cause else "")
             )
-            logger.error("segment_client: %s", error)
+            self.log.abandoned(len(left))
             self._report(error, _decode(left))
         with self._lock:
             self._finished += len(left)
@@ -528,10 +551,7 @@ class Consumer:
             self._mark_failed_flushes(left)
             self._progress.notify_all()  # flush() waiters stop waiting for these
         if left:
-            logger.warning(
-                "segment_client: %d message(s) not delivered before the close; they stay "
-                "in the queue and the next client on it sends them", left,
-            )
+            self.log.abandoned(left, spooled=True)
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters."""

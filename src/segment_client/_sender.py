@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ._exceptions import APIError, ClientClosedError, DeliveryError, TransportError
+from ._log import DeliveryLog, describe, where
 from ._queue import QueuePolicy
 from ._retry import RetryPolicy
 from ._transports import ConnectionDropped, Transport
@@ -68,8 +69,10 @@ class Sender:
         stop: threading.Event,
         on_retry: Callable[[int], None],
         clock: Callable[[], float] = time.monotonic,
+        log: DeliveryLog | None = None,
     ) -> None:
         self.policy = policy
+        self.log = log if log is not None else DeliveryLog(clock=clock)
         self.request_timeout = request_timeout
         self.stop = stop
         self._on_retry = on_retry
@@ -124,14 +127,14 @@ class Sender:
                 yield Part(lo, hi)
                 continue
             if isinstance(error, APIError) and error.status == 413 and len(send) > 1:
-                logger.info("segment_client: 413 for %d messages; splitting", len(send))
+                logger.debug("413 for %d messages; splitting", len(send))
                 todo[:0] = _halves(batch, lo, hi, probing)
                 continue
             if _suspect(error) and not self.stop.is_set():
                 if len(send) > 1:
-                    logger.info(
-                        "segment_client: batch of %d refused (%s); looking for the message "
-                        "at fault", len(send), error,
+                    logger.debug(
+                        "batch of %d refused (%s); looking for the message at fault",
+                        len(send), error,
                     )
                     todo[:0] = _halves(batch, lo, hi, True)
                     continue
@@ -200,9 +203,8 @@ class Sender:
                 wait = min(wait, left)
             attempt += 1
             self._on_retry(len(part))
-            logger.info(
-                "segment_client: batch of %d failed (%s); retry %d in %.2fs",
-                len(part), error, attempt, wait,
+            self.log.attempt_failed(
+                describe(error, where(self.transport)), len(part), retry=attempt, wait=wait
             )
             if self.pause(wait):
                 return error, False
@@ -220,7 +222,7 @@ class Sender:
         except DeliveryError as exc:
             return exc
         except Exception as exc:  # a broken custom transport is reported, not fatal
-            logger.exception("segment_client: the transport raised unexpectedly")
+            logger.exception("the transport raised unexpectedly")
             return _BrokenTransport(f"transport raised {type(exc).__name__}: {exc}")
 
 

@@ -1,10 +1,17 @@
 """Ingest: decode, check and store what clients send to `/v1/batch` and the single routes.
 
-Each ingest request is checked (size, encoding, JSON, write key, strict validity), then
-validated message by message and stored with one batched insert on the connection's
-thread. (A separate writer thread was measured: the GIL hand-offs around SQLite cost
-~20% more CPU per event, so the store is written inline.) Faults from the `FaultPlan`
-are applied here.
+Each ingest request is checked (size, encoding, nesting, JSON, write key, message count
+and size, strict validity), then validated message by message and stored, with the
+rejections it causes, in one transaction; the answer (200) is sent only once that is
+committed (group commit in the store shares one transaction among the requests that
+arrive together). Faults from the `FaultPlan` are applied here.
+
+Hostile input is bounded: a body is refused before parsing when it nests deeper than
+the shared limit (`segment_client._json.MAX_DEPTH`, the message being level 1) or its
+brackets do not pair up; a batch stops being parsed past `MAX_BATCH_MESSAGES`; so work
+and memory stay a small multiple of the (at most 500 KB) body. A lone surrogate
+(`"\\ud800"`, which UTF-8 cannot hold) is replaced by U+FFFD, as Segment's API does, and
+the message stored. A `writeKey` inside a message is removed before it is stored.
 
 Extension point: feature modules follow ingest through the store, not through this
 module: `Store.add_listener(on_rows)` (also `Collector.add_listener`) is called after
@@ -29,14 +36,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from segment_client._json import MAX_DEPTH
+
 from ._faults import Fault, FaultPlan
 from ._http import Headers, HttpError, Request, Response
-from ._parse import dumps_fast, loads_fast, parse_batch
+from ._parse import (
+    TooManyItems,
+    depth_exceeds,
+    dumps_fast,
+    fix_surrogates,
+    has_surrogate_escape,
+    loads_fast,
+    nesting_refusal,
+    parse_batch,
+)
 from ._routes import RouteTable
-from ._store import Store, StoredMessage
+from ._store import RejectionRow, Store, StoredMessage, StoreError
 from ._validate import MESSAGE_TYPES, validate_message
 
-__all__ = ["INGEST_PATHS", "MAX_MESSAGE_BYTES", "MAX_REQUEST_BYTES", "Ingest", "Validator"]
+__all__ = [
+    "INGEST_PATHS",
+    "MAX_BATCH_MESSAGES",
+    "MAX_MESSAGE_BYTES",
+    "MAX_REQUEST_BYTES",
+    "Ingest",
+    "Validator",
+    "now_iso",
+]
 
 logger = logging.getLogger("segment_client.collector")
 
@@ -46,15 +72,20 @@ Validator = Callable[[dict[str, Any]], list[str]]
 # 500 KB per batch request; both answered 400 "Exceed payload limit".
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_REQUEST_BYTES = 500 * 1024
+# Messages per batch request (the wire format's limit; clients never send more).
+MAX_BATCH_MESSAGES = 2500
 _SINGLE_ROUTES = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
-INGEST_PATHS = ("/v1/batch", "/v1/import", *_SINGLE_ROUTES)
+# analytics.js posts to one-letter routes (`/v1/t` for a track, ...; `/v1/b` a batch).
+_SINGLE_ROUTES.update({f"/v1/{kind[0]}": kind for kind in MESSAGE_TYPES})
+INGEST_PATHS = ("/v1/batch", "/v1/import", "/v1/b", *_SINGLE_ROUTES)
 # The violations of a message without any (shared, never modified).
 _NONE: list[str] = []
 _SUCCESS = json.dumps({"success": True}).encode()
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """Now, as the collector stamps `receivedAt`."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"
     )
@@ -118,7 +149,7 @@ class Ingest:
     def register(self, routes: RouteTable) -> None:
         """Add the ingest routes (POST /v1/batch, /v1/import, /v1/track, ...)."""
         for path in INGEST_PATHS:
-            routes.add("POST", path, self.handle)
+            routes.add("POST", path, self.handle, access="ingest")
 
     def counters(self) -> dict[str, int]:
         """requests, faults_injected and fault_stored_messages."""
@@ -137,9 +168,9 @@ class Ingest:
     # -- the route ------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
-        """One ingest request: faults, body, checks; storing runs after the answer."""
+        """One ingest request: faults, body, checks, then store; 200 once committed."""
         path = request.path
-        received_at = _now()
+        received_at = now_iso()
         fault = self.plan.pick()
         if fault is not None and fault.delay and self.stopping.wait(fault.delay):
             return Response(drop=True)
@@ -147,8 +178,7 @@ class Ingest:
             body = request.body()
         except HttpError as exc:
             self.reject(received_at, path, exc.status, exc.reason)
-            response = _refusal(exc)
-            return response
+            return _refusal(exc)
         with self._counter_lock:
             self.requests += 1
         if fault is not None and not fault.store and (fault.drop or fault.status):
@@ -158,24 +188,13 @@ class Ingest:
         except HttpError as exc:
             self.reject(received_at, path, exc.status, exc.reason)
             return _refusal(exc)
-        if fault is not None and (fault.drop or fault.status):
+        try:
             self.write(job)
+        except StoreError as exc:
+            return self._store_failed(job, exc)
+        if fault is not None and (fault.drop or fault.status):
             return self._inject(fault, path, received_at, len(job.messages))
-        # Answer first, then store: the client prepares its next batch while this one is
-        # written (the two processes overlap instead of taking turns). Every read waits
-        # for the batches answered before it (Store.hold), so whatever was answered 200
-        # is still visible to every later read.
-        ticket = self.store.hold()
-
-        def store_it() -> None:
-            try:
-                self.write(job)
-            except Exception as exc:  # noqa: BLE001 - answered already: report, never hide
-                self._store_failed(job, exc)
-            finally:
-                self.store.release(ticket)
-
-        return Response(200, _SUCCESS, after=store_it)
+        return Response(200, _SUCCESS)
 
     def _inject(self, fault: Fault, path: str, received_at: str, stored: int) -> Response:
         after = f" after storing {stored} message(s)" if fault.store else ""
@@ -198,7 +217,10 @@ class Ingest:
 
     def reject(self, received_at: str, path: str, status: int, reason: str) -> None:
         """Record one rejected request (or message) and print it when logging."""
-        self.store.add_rejection(received_at, path, status, reason)
+        try:
+            self.store.add_rejection(received_at, path, status, reason)
+        except StoreError:
+            logger.exception("collector: could not record a rejection: %s", reason)
         if self.log is not None:
             self._print(f"{received_at[11:23]}  {path:<12} rejected {status or 'drop'}: {reason}")
 
@@ -240,8 +262,12 @@ class Ingest:
         if len(data_bytes) > limit:
             raise HttpError(400, f"Exceed payload limit: request is over {limit} bytes",
                             "too_large")
+        # orjson stops by itself at 1,024 levels (bounded); the fast path then checks
+        # each message's depth. The stdlib parser gets only bodies scanned first.
         checked = None if single else self._checked_fast(headers, data_bytes)
         if checked is None:
+            # The message is level 1; in a batch body it sits two levels down.
+            _check_nesting(nesting_refusal(data_bytes, MAX_DEPTH if single else MAX_DEPTH + 2))
             checked = self._checked(headers, data_bytes, single)
         problems: list[str] | None = None
         if self.strict:
@@ -273,14 +299,26 @@ class Ingest:
         if type(items) is not list:
             return None
         self._check_key(headers, data)
+        _check_count(len(items))
         context = data.get("context")
         if type(context) is not dict:
             context = None
-        if context is not None:
-            for message in items:
-                if type(message) is dict and "context" not in message:
+        else:
+            _check_context(context)
+        for message in items:
+            if type(message) is dict:
+                if context is not None and "context" not in message:
                     message["context"] = context  # batch-level context applies to each
-        raws = list(map(dumps_fast, items))
+                if "writeKey" in message:
+                    del message["writeKey"]  # a credential: never stored or served
+        try:
+            raws = list(map(dumps_fast, items))
+        except TypeError:  # orjson.JSONEncodeError: nesting past 254 levels
+            return None  # the exact path scans the body and words the refusal
+        for raw in raws:
+            # A message cannot nest deeper than it has openers (the usual case, in C).
+            if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
+                _check_nesting(nesting_refusal(raw, MAX_DEPTH))
         sizes = list(map(len, raws))
         # Each message as sent is at most its compact size plus everything in the body
         # that is not a compact message (framing, whitespace, longer escapes).
@@ -302,8 +340,13 @@ class Ingest:
                     raise TypeError(type(value).__name__)
                 data: dict[str, Any] = value
             else:
-                data, items = parse_batch(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+                data, items = parse_batch(text, MAX_BATCH_MESSAGES)
+        except TooManyItems:
+            raise _too_many() from None
+        except UnicodeDecodeError as exc:
+            raise HttpError(400, f"the body is not valid UTF-8: {exc.reason} at byte "
+                            f"{exc.start}", "invalid_encoding") from None
+        except ValueError as exc:
             raise HttpError(400, f"malformed JSON: {exc}", "invalid_json") from None
         except TypeError as exc:
             raise HttpError(400, f"the body must be a JSON object, got {exc}") from None
@@ -314,7 +357,12 @@ class Ingest:
             raise HttpError(400, "the body needs a batch array: {\"batch\": [...]}")
         else:
             messages = list(items)
+        surrogates = has_surrogate_escape(text)
         context = None if single else data.get("context")
+        if isinstance(context, dict):
+            _check_context(context)
+            if surrogates:
+                context, _ = fix_surrogates(context)
         checked: list[tuple[Any, str]] = []
         for index, (message, raw) in enumerate(messages):
             if isinstance(message, dict):
@@ -324,6 +372,14 @@ class Ingest:
                 if isinstance(context, dict) and "context" not in message:
                     message["context"] = context  # batch-level context applies to each
                     raw = None
+                if "writeKey" in message:
+                    del message["writeKey"]  # a credential: never stored or served
+                    raw = None
+                if surrogates:
+                    # UTF-8 has no lone surrogates: U+FFFD instead, as Segment stores it.
+                    message, changed = fix_surrogates(message)
+                    if changed:
+                        raw = None
             if raw is None:
                 raw = _DUMPS(message)
             # len() counts characters; only a long text needs its exact UTF-8 size.
@@ -340,9 +396,10 @@ class Ingest:
     # -- storing --------------------------------------------------------------------------
 
     def write(self, job: _Job) -> None:
-        """Validate (unless done already) and store one checked request."""
+        """Validate (unless done already) and store one checked request with the
+        rejections of its invalid messages, in one transaction. Raises StoreError."""
         validator = self.validator
-        problems: list[str] = []
+        problems: list[RejectionRow] = []
         if job.validated or self.discard:
             accepted: list[StoredMessage] = [(m, raw, _NONE) for m, raw in job.messages]
         else:
@@ -352,9 +409,11 @@ class Ingest:
             for index, (message, raw) in enumerate(job.messages):
                 reasons = validate_message(message, single)
                 if reasons:
-                    problems.append(
-                        f"message {index}{_describe(message)}: {'; '.join(reasons)}"
-                    )
+                    problems.append((
+                        job.received_at, job.path, 200,
+                        f"dropped invalid message {index}{_describe(message)}: "
+                        f"{'; '.join(reasons)}",
+                    ))
                 else:
                     append((message, raw, _NONE))
         if validator is not None:
@@ -364,19 +423,25 @@ class Ingest:
             batch_id = f"{self._batch_prefix}-{self._batch_seq}"
         duplicates = 0
         if accepted:
-            _, duplicates = self.store.add_batch(batch_id, job.received_at, accepted)
-        for problem in problems:
-            self.reject(job.received_at, job.path, 200, f"dropped invalid {problem}")
-        if self.log is not None and accepted:
-            self._print(_batch_line(job.received_at, job.path, batch_id, accepted, duplicates))
+            _, duplicates = self.store.add_batch(batch_id, job.received_at, accepted, problems)
+        elif problems:
+            self.store.add_rejections(problems)
+        if self.log is not None:
+            for _, _, status, reason in problems:
+                self._print(f"{job.received_at[11:23]}  {job.path:<12} rejected {status}: "
+                            f"{reason}")
+            if accepted:
+                self._print(_batch_line(job.received_at, job.path, batch_id, accepted,
+                                        duplicates))
 
-    def _store_failed(self, job: _Job, exc: Exception) -> None:
-        """A batch answered 200 could not be stored (a locked or full database file)."""
-        reason = (f"answered 200 but stored none of {len(job.messages)} message(s): "
-                  f"{type(exc).__name__}: {exc}")
+    def _store_failed(self, job: _Job, exc: StoreError) -> Response:
+        """A batch that could not be committed (a locked or full database file): 500,
+        so the client retries, and a rejection naming why."""
+        reason = f"stored none of {len(job.messages)} message(s): {exc}"
         logger.error("collector: %s", reason)
-        with contextlib.suppress(Exception):
-            self.reject(job.received_at, job.path, 500, reason)
+        self.reject(job.received_at, job.path, 500, reason)
+        body = json.dumps({"success": False, "code": "store_failed", "message": reason})
+        return Response(500, body.encode())
 
     def _violations(self, message: dict[str, Any]) -> list[str]:
         if self.validator is None:
@@ -385,6 +450,33 @@ class Ingest:
             return [str(v) for v in self.validator(message)]
         except Exception as exc:  # noqa: BLE001 - a broken plan must not break ingestion
             return [f"validator raised {type(exc).__name__}: {exc}"]
+
+
+def _check_nesting(refusal: str | None) -> None:
+    if refusal is None:
+        return
+    if refusal.startswith("malformed"):
+        raise HttpError(400, refusal, "invalid_json")
+    raise HttpError(400, f"a message nests objects and arrays deeper than the limit of "
+                    f"{MAX_DEPTH} levels (the message being level 1)", "too_deep")
+
+
+def _too_many() -> HttpError:
+    return HttpError(400, f"Exceed payload limit: the batch holds more than "
+                     f"{MAX_BATCH_MESSAGES} messages", "too_large")
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_BATCH_MESSAGES:
+        raise _too_many()
+
+
+def _check_context(context: dict[str, Any]) -> None:
+    # The batch-level context becomes each message's: level 2 of the message.
+    if depth_exceeds(context, MAX_DEPTH - 1):
+        raise HttpError(400, f"the batch context nests objects and arrays deeper than the "
+                        f"limit of {MAX_DEPTH} levels (the message being level 1)",
+                        "too_deep")
 
 
 def _problems(checked: list[tuple[Any, str]], single: str | None) -> list[str]:
