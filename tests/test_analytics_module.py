@@ -101,7 +101,7 @@ def test_import_and_calls_without_a_key_never_raise(
     assert isinstance(message_id, str)
     assert analytics.flush() is True
     assert [r.getMessage() for r in caplog.records].count(
-        "segment_client.analytics: no write key (set analytics.write_key or "
+        "no write key (set analytics.write_key or "
         "$SEGMENT_WRITE_KEY); messages are validated and counted but not sent"
     ) == 1
     assert client.stats().dropped == {"send_disabled": 1}
@@ -133,7 +133,7 @@ def test_settings_are_read_at_the_first_call_and_later_changes_are_logged(
     analytics.write_key = "other-key"
     analytics.write_key = "other-key"  # unchanged: not logged again
     assert [r.getMessage() for r in caplog.records] == [
-        "segment_client.analytics: write_key changed after the default client was "
+        "write_key changed after the default client was "
         "created; it applies after analytics.shutdown()"
     ]
     assert analytics.default_client is client

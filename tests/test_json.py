@@ -184,7 +184,7 @@ def test_unknown_values_are_named_by_path(
         data = dumps({"properties": {"order": {"items": [1, Opaque()]}}})
     assert json.loads(data) == {"properties": {"order": {"items": [1, "opaque!"]}}}
     assert [r.getMessage() for r in caplog.records] == [
-        "segment_client: properties.order.items[1] is a Opaque, which is not "
+        "properties.order.items[1] is a Opaque, which is not "
         "JSON-serialisable; sent as str()"
     ]
 

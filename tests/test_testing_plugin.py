@@ -191,7 +191,8 @@ def test_it():
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*a request was refused:*",
-        "*segment_client: request to https://api.segment.io/v1/batch refused during "
+        "*request to https://api.segment.io/v1/batch refused by the segment_client pytest "
+        "plugin during "
         "test_a_request_beyond_this_machine_is_refused_and_fails_the_test.py::test_it: "
         "tests must not send to Segment. Record the client with the segment_recorder "
         "fixture (segment_recorder.attach(client), or the segment_client_attach ini "
@@ -294,9 +295,10 @@ def test_forgot_the_fixture():
     client.close_and_flush(1)
     [(kind, text, count)] = errors
     assert (kind, count) == ("TransportError", 1)
-    assert text.startswith("segment_client: request to https://api.segment.io/v1/batch "
-                           "refused during test_a_client_that_forgot_the_fixture_sends_"
-                           "nothing.py::test_forgot_the_fixture")
+    assert text.startswith("request to https://api.segment.io/v1/batch refused by "
+                           "the segment_client pytest plugin during "
+                           "test_a_client_that_forgot_the_fixture_sends_nothing.py::"
+                           "test_forgot_the_fixture")
 """
     )
     result = pytester.runpytest("-p", "no:cacheprovider")

@@ -112,7 +112,7 @@ def _sanitise(value: Any, path: str) -> Any:
     if isinstance(value, _KNOWN):
         return _sanitise(convert(value), path)
     logger.warning(
-        "segment_client: %s is a %s, which is not JSON-serialisable; sent as str()",
+        "%s is a %s, which is not JSON-serialisable; sent as str()",
         path or "the value", type(value).__name__,
     )
     return str(value)

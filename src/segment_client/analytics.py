@@ -90,6 +90,7 @@ _SETTINGS = (
 _NO_KEY = "no-write-key"
 
 logger = logging.getLogger("segment_client")
+_log = logging.getLogger(__name__)  # this module's own warnings (named by the logger)
 _lock = threading.Lock()
 _debug_handler: logging.Handler | None = None
 _added_handler: logging.Handler | None = None
@@ -165,8 +166,8 @@ def _create() -> Client:
     # error and raises ConfigurationError from the call, naming it.
     if write_key is not None or os.environ.get("SEGMENT_WRITE_KEY"):
         return Client(write_key, **options)
-    logger.warning(
-        "segment_client.analytics: no write key (set analytics.write_key or "
+    _log.warning(
+        "no write key (set analytics.write_key or "
         "$SEGMENT_WRITE_KEY); messages are validated and counted but not sent"
     )
     options["send"] = False
@@ -255,8 +256,8 @@ class _Module(types.ModuleType):
             and created[name] != value
         ):
             created[name] = value  # logged once per change
-            logger.warning(
-                "segment_client.analytics: %s changed after the default client was "
+            _log.warning(
+                "%s changed after the default client was "
                 "created; it applies after analytics.shutdown()", name,
             )
 

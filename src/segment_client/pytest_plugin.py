@@ -129,8 +129,9 @@ class _NetworkGuard:
             test = self._test
         where = f"during {test}" if test else "during the test session"
         text = (
-            f"segment_client: request to {url} refused {where}: tests must not send to "
-            f"Segment. Record the client with the segment_recorder fixture "
+            f"request to {url} refused by the segment_client pytest plugin {where}: "
+            f"tests must not send to Segment. Record the client with the segment_recorder "
+            f"fixture "
             f"(segment_recorder.attach(client), or the {ATTACH_INI} ini option), or allow "
             f"the network with @pytest.mark.{ALLOW_MARKER} or {ALLOW_INI} = true"
         )
