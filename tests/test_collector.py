@@ -367,11 +367,11 @@ def test_discard_mode_counts_without_storing() -> None:
 
 @pytest.fixture(name="parser", params=["orjson", "stdlib"])
 def _parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    from segment_client.collector import _ingest
+    from segment_client.collector import _decode
 
     if request.param == "stdlib":
-        monkeypatch.setattr(_ingest, "loads_fast", None)
-    elif _ingest.loads_fast is None:
+        monkeypatch.setattr(_decode, "loads_fast", None)
+    elif _decode.loads_fast is None:
         pytest.skip("orjson is not installed")
     return str(request.param)
 
@@ -547,3 +547,16 @@ def test_a_failing_listener_never_breaks_ingest(
     assert post(http, collector, {"batch": [track(), track()]}).status_code == 200
     assert collector.stats()["total"] == 2
     assert collector.rejections() == []
+
+
+def test_an_ingest_handler_for_another_path(collector: Collector, http: requests.Session) -> None:
+    routes = collector.routes
+    routes.add("POST", "/v1/t", collector.ingest.handler("track"), access="ingest")
+    routes.add("POST", "/v1/b", collector.ingest.handler(), access="ingest")
+    assert post(http, collector, {"userId": "u", "event": "Short"}, "/v1/t").status_code == 200
+    assert post(http, collector, {"batch": [track()]}, "/v1/b").status_code == 200
+    assert [m["type"] for m in collector.messages()] == ["track", "track"]
+    assert post(http, collector, {"userId": "u"}, "/v1/t").status_code == 200
+    assert "track needs event" in collector.rejections()[0]["reason"]
+    with pytest.raises(ValueError, match="kind is one of"):
+        collector.ingest.handler("nope")

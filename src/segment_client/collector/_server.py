@@ -9,8 +9,9 @@ shares no private state with them.
 Extension points for feature modules (identity graph, routing, warehouse, usage):
 `collector.routes.add(method, path, handler)` adds a route, `collector.routes.add_view(
 path, title)` a debugger view (a separate file under static/), and
-`collector.add_listener(on_rows)` follows every committed batch. A feature module
-usually offers `register(collector)` doing those calls.
+`collector.add_listener(on_rows)` follows every committed batch, and
+`collector.ingest.handler(kind)` ingests on another path (analytics.js's short routes).
+A feature module usually offers `register(collector)` doing those calls.
 """
 
 from __future__ import annotations

@@ -30,9 +30,20 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
+
+from ._rows import (
+    Listener,
+    RejectionRow,
+    StoredMessage,
+    StoredRow,
+    StoreError,
+    Write,
+    clean,
+    event_rows,
+    find_duplicates,
+    text_id,
+)
 
 __all__ = ["Listener", "RejectionRow", "Store", "StoreError", "StoredMessage", "StoredRow"]
 
@@ -64,104 +75,6 @@ CREATE TABLE IF NOT EXISTS rejections (
 _EVENT_COLUMNS = "id, received_at, batch_id, duplicate, violations, message"
 
 
-# One accepted message, ready to insert: the parsed form, its JSON text, its violations.
-# A plain tuple: the store handles ~100,000 of them a second.
-StoredMessage = tuple[dict[str, Any], str, list[str]]
-
-
-@dataclass(frozen=True)
-class StoredRow:
-    """One committed message as listeners see it (the `message` dict is shared: read it,
-    never modify it)."""
-
-    id: int
-    received_at: str
-    batch_id: str
-    duplicate: bool
-    message: dict[str, Any]
-    violations: list[str]
-
-
-Listener = Callable[[Sequence[StoredRow]], None]
-# One rejection: (received_at, path, status, reason).
-RejectionRow = tuple[str, str, int, str]
-
-
-class StoreError(Exception):
-    """A batch could not be committed (nothing of it was kept)."""
-
-
-class _Write:
-    """One writer's batch in the group-commit queue."""
-
-    __slots__ = ("batch_id", "done", "error", "messages", "received_at", "rejections",
-                 "result", "rows")
-
-    def __init__(self, batch_id: str | None, received_at: str,
-                 messages: Sequence[StoredMessage], rejections: list[RejectionRow]) -> None:
-        self.batch_id = batch_id
-        self.received_at = received_at
-        self.messages = messages
-        self.rejections = rejections
-        self.done = False
-        self.error: BaseException | None = None
-        self.result = (0, 0)
-        self.rows: list[StoredRow] | None = None
-
-
-def _clean(text: str) -> str:
-    """`text` as SQLite can store it: a lone surrogate (no UTF-8 form) becomes '?'."""
-    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
-
-
-def _text_id(value: Any) -> str | None:
-    return value if value is None or type(value) is str else str(value)
-
-
-def _duplicates(
-    ids: list[str | None], seen: set[str], fresh: set[str]
-) -> tuple[list[bool], int]:
-    """Which ids were seen before (in the store or earlier in this commit); adds the
-    new ones to `fresh`."""
-    new = {message_id for message_id in ids if message_id is not None}
-    if len(new) == len(ids) and seen.isdisjoint(new) and fresh.isdisjoint(new):
-        # The usual case, checked in C: no id repeats within the batch or before.
-        fresh |= new
-        return [False] * len(ids), 0
-    flags = []
-    for message_id in ids:
-        duplicate = message_id is not None and (message_id in seen or message_id in fresh)
-        if message_id is not None:
-            fresh.add(message_id)
-        flags.append(duplicate)
-    return flags, sum(flags)
-
-
-def _rows(write: _Write, flags: list[bool], ids: list[str | None], first: int) -> Any:
-    """The events rows of one batch. Columns built by comprehensions and zipped in C:
-    cheaper than a tuple expression per row."""
-    messages = write.messages
-    count = len(messages)
-    kinds = [message.get("type") for message, _, _ in messages]
-    with_violations = any(violations for _, _, violations in messages)
-    return zip(
-        range(first, first + count),
-        repeat(write.received_at),
-        repeat(write.batch_id),
-        flags,
-        kinds,
-        [
-            message.get("event") if kind == "track" else None
-            for (message, _, _), kind in zip(messages, kinds, strict=True)
-        ],
-        [_text_id(message.get("userId")) for message, _, _ in messages],
-        [_text_id(message.get("anonymousId")) for message, _, _ in messages],
-        ids,
-        [json.dumps(v) if v else "[]" for _, _, v in messages]
-        if with_violations else repeat("[]"),
-        [text for _, text, _ in messages],
-    )
-
 
 class Store:
     """Accepted messages and rejections in SQLite, plus in-memory counters. Thread-safe."""
@@ -173,17 +86,18 @@ class Store:
         self.changed = threading.Condition(self._lock)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         if path != ":memory:":
-            # A committed batch is in the file (the OS has it) when add_batch returns:
-            # it survives the collector being killed. NORMAL skips the fsync per commit
-            # (a power cut may lose the last commits, never corrupt the file).
+            # A committed batch is in the file (the OS has it) when add_batch returns: it
+            # survives the collector being killed. No fsync per commit or checkpoint: a
+            # development store may lose its last batches to a power cut or an OS crash;
+            # waiting for the disk on every batch would halve its throughput.
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(_SCHEMA)
         self._recent: deque[tuple[int, int]] = deque()  # (second, messages) for 60 s
         # Group commit: queued writes, and whether a thread is committing (guarded by
         # the condition's own lock, never held while SQLite works).
         self._queue_cv = threading.Condition(threading.Lock())
-        self._queue: list[_Write] = []
+        self._queue: list[Write] = []
         self._committing = False
         self._listeners: list[tuple[Listener, Callable[[], None] | None]] = []
         self._load_counters()
@@ -255,7 +169,7 @@ class Store:
         Blocks while other writers' batches commit alongside. Raises StoreError when it
         could not be committed (then nothing of it is kept).
         """
-        write = _Write(batch_id, received_at, messages, list(rejections))
+        write = Write(batch_id, received_at, messages, list(rejections))
         self._submit(write)
         return write.result
 
@@ -265,9 +179,9 @@ class Store:
 
     def add_rejections(self, rows: Sequence[RejectionRow]) -> None:
         """Record many rejections with one insert (committed before this returns)."""
-        self._submit(_Write(None, "", (), list(rows)))
+        self._submit(Write(None, "", (), list(rows)))
 
-    def _submit(self, write: _Write) -> None:
+    def _submit(self, write: Write) -> None:
         cv = self._queue_cv
         with cv:
             self._queue.append(write)
@@ -276,7 +190,7 @@ class Store:
             while not write.done and self._committing:
                 cv.wait()
             if write.done:
-                group: list[_Write] = []
+                group: list[Write] = []
             else:
                 self._committing = True
                 group, self._queue = self._queue, []
@@ -294,7 +208,7 @@ class Store:
                 f"could not store the batch: {type(write.error).__name__}: {write.error}"
             ) from write.error
 
-    def _commit(self, group: list[_Write]) -> None:
+    def _commit(self, group: list[Write]) -> None:
         """Commit `group` in one transaction (one by one when that fails), then notify."""
         with self._lock:
             error = self._commit_locked(group)
@@ -310,39 +224,39 @@ class Store:
                 if write.rows:
                     self._notify(write.rows)
 
-    def _commit_locked(self, group: list[_Write]) -> BaseException | None:
+    def _commit_locked(self, group: list[Write]) -> BaseException | None:
         """With the lock held: insert `group`, commit, then count it. Rolls back and
         returns the error instead when anything fails (counters untouched)."""
         seen = self.seen
         fresh: set[str] = set()
         next_id = self._last_id + 1
-        event_rows: list[Any] = []
+        new_events: list[Any] = []
         rejection_rows: list[RejectionRow] = []
-        plans: list[tuple[_Write, list[bool], int]] = []
+        plans: list[tuple[Write, list[bool], int]] = []
         try:
             for write in group:
                 messages = write.messages
                 ids = [message.get("messageId") for message, _, _ in messages]
                 if not all(type(i) is str for i in ids):
-                    ids = [_text_id(i) for i in ids]
-                flags, duplicates = _duplicates(ids, seen, fresh)
+                    ids = [text_id(i) for i in ids]
+                flags, _ = find_duplicates(ids, seen, fresh)
                 plans.append((write, flags, next_id))
                 if self.persist and messages:
-                    event_rows.extend(_rows(write, flags, ids, next_id))
+                    new_events.extend(event_rows(write, flags, ids, next_id))
                     next_id += len(messages)
                 rejection_rows.extend(
-                    (received_at, _clean(path), status, _clean(reason))
+                    (received_at, clean(path), status, clean(reason))
                     for received_at, path, status, reason in write.rejections
                 )
-            if self.persist and (event_rows or rejection_rows):
+            if self.persist and (new_events or rejection_rows):
                 db = self._db
                 db.execute("BEGIN")
-                if event_rows:
+                if new_events:
                     db.executemany(
                         "INSERT INTO events (id, received_at, batch_id, duplicate, type,"
                         " event, user_id, anonymous_id, message_id, violations, message)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        event_rows,
+                        new_events,
                     )
                 if rejection_rows:
                     db.executemany(
@@ -367,7 +281,7 @@ class Store:
             if not messages:
                 continue
             count = len(messages)
-            duplicates = sum(flags)
+            duplicate_count = sum(flags)
             kinds: dict[Any, int] = {}
             events: dict[Any, int] = {}
             for message, _, _ in messages:
@@ -382,13 +296,13 @@ class Store:
                 self.by_event[str(event)] += n
             self.with_violations += sum(1 for _, _, violations in messages if violations)
             self.total += count
-            self.duplicates += duplicates
+            self.duplicates += duplicate_count
             self.batches += 1
             if self._recent and self._recent[-1][0] == second:
                 self._recent[-1] = (second, self._recent[-1][1] + count)
             else:
                 self._recent.append((second, count))
-            write.result = (count, duplicates)
+            write.result = (count, duplicate_count)
             if self._listeners:
                 write.rows = [
                     StoredRow(first + offset, write.received_at, write.batch_id or "",
