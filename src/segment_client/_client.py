@@ -24,7 +24,7 @@ from ._config import (
 )
 from ._consumer import Consumer, ErrorHandler
 from ._events import Events, EventSource
-from ._exceptions import ConfigurationError, DeliveryError, MessageTooLargeError
+from ._exceptions import ConfigurationError, DeliveryError
 from ._json import dumps
 from ._messages import (
     Message,
@@ -34,6 +34,7 @@ from ._messages import (
     build_page,
     build_screen,
     build_track,
+    too_large_error,
 )
 from ._middleware import DropReporter, Middleware, MiddlewareChains
 from ._network import oauth_server_for
@@ -471,7 +472,7 @@ class Client(EventSource):
             return message_id
         data = dumps(message)
         if len(data) > MAX_MESSAGE_BYTES:
-            raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
+            raise too_large_error(message, len(data), MAX_MESSAGE_BYTES)
         if not self._send:
             self._consumer.drop_quietly("send_disabled")
         else:
