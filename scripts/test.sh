@@ -63,7 +63,8 @@ for version in ${SEGMENT_TEST_PYTHONS-3.10 3.12 3.13}; do
         "$interpreter" -m venv "$venv"
     fi
     "$venv/bin/python" -m pip install -q --upgrade "$PIP_MIN"
-    "$venv/bin/python" -m pip install -q --group test -e '.[fast,oauth,otel]'
+    # lint too: the typegen tests check generated code with mypy and ruff.
+    "$venv/bin/python" -m pip install -q --group test --group lint -e '.[fast,oauth,otel]'
     echo "== pytest under Python $version ($venv): all but the framework and browser tests"
     "$venv/bin/python" -m pytest "${EXCLUDED[@]}" "$@"
 done

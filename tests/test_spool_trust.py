@@ -74,6 +74,22 @@ def test_a_group_writable_directory_needs_the_shared_group_option(tmp_path: Path
     queue.close()
 
 
+
+def test_the_client_option_spool_shared_group_reaches_the_spool(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    spool.chmod(0o770)
+    with pytest.raises(ConfigurationError, match="spool_shared_group=True"):
+        Client("k", transport=RecordingTransport(), spool_dir=spool)
+    with pytest.raises(ConfigurationError, match="spool_shared_group must be True or False"):
+        Client("k", transport=RecordingTransport(), spool_dir=spool, spool_shared_group=1)
+    transport = RecordingTransport()
+    client = Client("k", transport=transport, spool_dir=spool, spool_shared_group=True)
+    client.track("u", "Shared")
+    assert client.close_and_flush(5)
+    assert [m["event"] for m in transport.messages] == ["Shared"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in spool.iterdir() if p.is_file()} <= {0o660}
+
 @root_only
 def test_a_directory_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     spool = tmp_path / "spool"

@@ -126,6 +126,9 @@ class Client(EventSource):
             max_queue_size when spool_dir is set.
         spool_sync_interval: seconds between fsyncs of the spool, done in the background
             (a machine crash loses at most this much); None leaves it to the OS.
+        spool_shared_group: accept a spool directory its group may write to (several
+            users of one group sharing it deliberately); files are then made 0660.
+            False (default): such a directory is refused with ConfigurationError.
         region: "us" or "eu": Segment's host for that region (instead of `host`).
         proxies: requests-style `{"https": "http://proxy:3128"}`; the HTTPS_PROXY /
             NO_PROXY environment variables apply when not given.
@@ -169,6 +172,7 @@ class Client(EventSource):
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         spool_sync_interval: float | None = DEFAULT_SPOOL_SYNC_INTERVAL,
+        spool_shared_group: bool = False,
         region: str | None = None,
         proxies: Mapping[str, str] | None = None,
         verify: bool | str | None = None,
@@ -185,6 +189,7 @@ class Client(EventSource):
             rate_limit_budget=rate_limit_budget, queue=queue, integrations=integrations,
             tracking_plan=tracking_plan, spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes, spool_sync_interval=spool_sync_interval,
+            spool_shared_group=spool_shared_group,
             region=region, proxies=proxies, verify=verify, cert=cert, oauth=oauth,
         )
         # The plan's policies are checked here too, before anything with side effects
@@ -209,7 +214,8 @@ class Client(EventSource):
         queue_factory = config.queue
         if config.spool_dir is not None:
             queue_factory = _spool_factory(
-                config.spool_dir, config.spool_max_bytes, config.spool_sync_interval
+                config.spool_dir, config.spool_max_bytes, config.spool_sync_interval,
+                config.spool_shared_group,
             )
         if queue_factory is None:
             queue_factory = functools.partial(MemoryQueue, config.max_queue_size)
@@ -598,10 +604,13 @@ def _adapted(factory: Callable[[], Any]) -> Callable[[], MessageQueue]:
 
 
 def _spool_factory(
-    directory: str, max_bytes: int, sync_interval: float | None
+    directory: str, max_bytes: int, sync_interval: float | None, shared_group: bool
 ) -> Callable[[], MessageQueue]:
     # Called again in a forked child: each process gets its own spool file.
     def make() -> MessageQueue:
-        return SpoolQueue(directory, max_bytes=max_bytes, sync_interval=sync_interval)
+        return SpoolQueue(
+            directory, max_bytes=max_bytes, sync_interval=sync_interval,
+            shared_group=shared_group,
+        )
 
     return make
