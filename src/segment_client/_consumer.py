@@ -39,6 +39,12 @@ ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 
 THREAD_NAME = "segment_client.consumer"
 _DROP_LOG_INTERVAL_S = 10.0
+#: Messages a batch may carry under a backlog (more waiting than `flush_at`): a burst
+#: drains in fewer, larger requests. The request limit (500 KB) still applies, so with
+#: typical ~0.7 KB events a backlog batch holds about 700. Chosen by measurement (bench/
+#: batch_cap.py): past it, throughput no longer grows while the first delivery of a burst
+#: and each retry of a failed batch take longer.
+BACKLOG_BATCH_CAP = 1000
 
 
 _live: weakref.WeakSet[Consumer] = weakref.WeakSet()
@@ -321,11 +327,20 @@ class Consumer:
         with self._lock:
             if self._stop.is_set():
                 return []
-            batch = self.queue.take(self.flush_at, self._max_bytes)
+            batch = self.queue.take(self._batch_size(), self._max_bytes)
             self._in_flight = batch
             self._in_flight_done = 0
         self._drain_losses()
         return batch
+
+    def _batch_size(self) -> int:
+        """How many messages the next batch may carry: `flush_at`, or under a backlog
+        (more than `flush_at` waiting) all that wait, up to `BACKLOG_BATCH_CAP`."""
+        flush_at = self.flush_at
+        depth = self.queue.depth()
+        if depth <= flush_at:
+            return flush_at
+        return max(flush_at, min(depth, BACKLOG_BATCH_CAP))
 
     def _deliver(self, batch: list[bytes], deadline: float | None) -> None:
         """Send the in-flight `batch` and account for every message of it."""
