@@ -24,6 +24,7 @@ from typing import Any
 from . import _uwsgi
 from ._batch import MAX_REQUEST_BYTES, body_overhead
 from ._exceptions import ClientClosedError, DeliveryError, QueueFullError
+from ._forks import getpid
 from ._json import loads
 from ._queue import MessageQueue
 from ._retry import RetryPolicy
@@ -66,7 +67,7 @@ def _close_all_at_exit() -> None:
     consumer (kept alive by its thread) with messages that must still go out.
     """
     for consumer in list(_live):
-        if consumer._pid == os.getpid() and not consumer._close_started:
+        if consumer._pid == getpid() and not consumer._close_started:
             consumer.close(consumer.exit_timeout)
 
 
@@ -116,7 +117,7 @@ class Consumer:
             self._start()
 
     def _init_state(self) -> None:
-        self._pid = os.getpid()
+        self._pid = getpid()
         self.queue = self._queue_factory()
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
@@ -160,7 +161,7 @@ class Consumer:
 
     def put(self, data: bytes, message: dict[str, Any]) -> bool:
         """Queue one encoded message; never blocks. False when it was dropped."""
-        if self._pid != os.getpid():
+        if self._pid != getpid():
             self._reset_after_fork()
         if self._closing:
             self.drop("closed", ClientClosedError("the client is closed"), [message])
@@ -437,7 +438,7 @@ class Consumer:
     def flush(self, timeout: float | None = None) -> bool:
         """Send what is queued now and wait for it. True when all of it was delivered."""
         deadline = None if timeout is None else self._clock() + timeout
-        if self._pid != os.getpid():
+        if self._pid != getpid():
             self._reset_after_fork()
         with self._lock:
             pending = self.queue.depth() + len(self._in_flight) - self._in_flight_done
@@ -489,7 +490,7 @@ class Consumer:
         call waits (up to its own timeout) for the first and returns its result.
         """
         deadline = None if timeout is None else self._clock() + timeout
-        if self._pid != os.getpid():
+        if self._pid != getpid():
             self._reset_after_fork()
         with self._lock:
             first = not self._close_started
@@ -599,7 +600,7 @@ class Consumer:
 
 def _close_at_exit(ref: weakref.ReferenceType[Consumer]) -> None:
     consumer = ref()
-    if consumer is not None and consumer._pid == os.getpid() and not consumer._close_started:
+    if consumer is not None and consumer._pid == getpid() and not consumer._close_started:
         consumer.close(consumer.exit_timeout)
 
 

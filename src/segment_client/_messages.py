@@ -17,6 +17,7 @@ from typing import Any
 from dateutil import parser as _dateparser
 
 from ._exceptions import MessageError
+from ._forks import getpid
 from ._version import __version__
 
 __all__ = [
@@ -42,7 +43,7 @@ LIBRARY: dict[str, str] = {"name": LIBRARY_NAME, "version": __version__}
 MAX_MESSAGE_ID_LENGTH = 100
 
 _urandom = os.urandom
-_getpid = os.getpid
+_getpid = getpid  # os.getpid() without a system call per id (see _forks)
 _time_ns = time.time_ns
 # Message ids made per os.urandom call, the pool they wait in, and the pid that made them.
 _ID_BATCH = 128
