@@ -26,6 +26,7 @@ from ._batch import MAX_REQUEST_BYTES, body_overhead
 from ._exceptions import ClientClosedError, DeliveryError, QueueFullError
 from ._forks import getpid
 from ._json import loads
+from ._messages import stock_ids
 from ._queue import MessageQueue
 from ._retry import RetryPolicy
 from ._sender import Sender
@@ -284,11 +285,14 @@ class Consumer:
 
     def _run(self) -> None:
         try:
+            stock_ids()
             while self._wait_for_trigger():
                 with self._delivery_lock:
                     batch = self._take()
                     if batch:
                         self._deliver(batch, deadline=self._deadline)
+                # The callers' next ids, made here rather than in a call (see stock_ids).
+                stock_ids()
         except Exception:  # a bug here must not pass silently
             logger.exception("segment_client: the consumer thread crashed")
 
