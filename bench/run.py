@@ -85,10 +85,72 @@ BIG_BATCH = 700
 
 
 # Why a target is not met, and what the limit is (shown on the page for a missed one).
-WHY: dict[str, str] = {}
+WHY: dict[str, str] = {
+    "caller": (
+        "what is left of a call is encoding the message once with orjson (about 1 us for "
+        "this ~0.7 KB event, plus an exact-size copy that keeps RSS per queued message at "
+        "~0.7 KB instead of ~4 KB) and building it (checks, a messageId from the pool, the "
+        "cached timestamp, the dicts): about 2.5 us of the median on this machine is "
+        "those two (see *Where the time goes now*). Reaching 1/20 needs a call under "
+        "about 1/20 of the baseline's median; this round removed the two system calls per "
+        "call (the pid checks, now a memory read) and the id refills from the caller's "
+        "path; the rest is the encoding the design requires at the call (DESIGN.md 1.3)."
+    ),
+    "share": (
+        "the raw loop sends one pre-built, uncompressed body over and over and costs the "
+        "client almost nothing, so the sink gets a whole core. segment-client makes every "
+        "event in the same process (the caller's track() is counted in the time), "
+        "gzips every body (the sink then gunzips it), and shares the machine's two cores "
+        "with the sink: the caller thread, the consumer thread (gzip runs outside the "
+        "GIL) and the receiver compete for them. One batch in flight keeps order, so the "
+        "consumer prepares a body (join + gzip, about a third of a request's time) and "
+        "then waits for the answer; preparing the next body while one is on the wire "
+        "needs a second outstanding `take`, which the queue seam does not allow (the "
+        "spool's `ack` refers to the last take)."
+    ),
+    "throughput": (
+        "the drain rate is one batch in flight (prepare, send, wait) and the "
+        "caller thread shares the GIL with the consumer; see the share row."
+    ),
+    "cpu": "see *Where the time goes now*: the caller's encoding and the consumer's gzip.",
+    "plan_rich": (
+        "the generated validator checks every property of the rich event (nested "
+        "objects and arrays, a date-time format, patterns): bench/plan_cost.py --floor "
+        "times a hand-written validator of the same rule at about the same cost, so "
+        "the limit is Python doing those checks, not the generator."
+    ),
+    "plan_simple": (
+        "the check of two properties is a few lookups; most of what is added is the "
+        "enforcement around it (finding the event's rule, the violation policy, the "
+        "extra calls), which bench/plan_cost.py --floor measures apart from the check."
+    ),
+    "spool": (
+        "the spool writes every message to its segment file at the call and reads it "
+        "back on the consumer thread (bench/spool_cost.py isolates the queue); with the "
+        "in-memory queue now draining in large batches the gap grew. The spool's own "
+        "code was not changed in this round."
+    ),
+    "rss": "the encoded message is the floor: ~0.7 KB of bytes per queued event.",
+    "counts": "see bench/results.json (`failures`).",
+}
 
-# The profile of this round (py-spy on the throughput run; see the page).
-WHERE: list[str] = []
+# What this round changed on the paths profiled above.
+WHERE: list[str] = [
+    "- **Caller**: encoding and building are what is left. Gone from the call in this "
+    "round: the two `os.getpid()` system calls (fork checks of the id pool and of "
+    "the queue; ~0.3-0.7 us each on this virtual machine), now a memory read of a page "
+    "Linux wipes in a forked child (`MADV_WIPEONFORK`, so forks that skip Python's "
+    "at-fork hooks are caught too); and the `os.urandom` id refill, which released the "
+    "GIL in the middle of every 128th call: the consumer thread now stocks the id pool "
+    "between batches.",
+    "- **Consumer**: under a backlog a batch carries up to 1,000 messages within 500 KB "
+    "(about 700 of this event): 1/7 of the requests, so requests/urllib3's per-request "
+    "cost is spread over 7x more events. Each body is joined and gzipped once per batch; "
+    "a retry compresses only the tail holding `sentAt` (from a copy of the compressor). "
+    "gzip stays at level 1: levels 2-3 cost about the same for 2-3% smaller bodies, "
+    "level 6 about 4x for ~20% smaller. What remains is the join and gzip of each body "
+    "(about a third of a request) and waiting for the receiver's answer, in sequence.",
+]
 
 
 # -- environment -------------------------------------------------------------------------
@@ -281,11 +343,63 @@ def measure(
                 plan.append(plan_cost(python, sizes["plan_rounds"]))
                 print(f"  plan cost  rich {plan[-1]['rich_added_us']:+.2f} us, simple "
                       f"{plan[-1]['simple_added_us']:+.2f} us", flush=True)
+        profile = profile_throughput(python, sink, sizes["throughput"]) if OURS in clients \
+            else {}
     finally:
         main.stop()
         if sink is not main:
             sink.stop()
-    return {"raw": raw, "ceilings": ceilings, "plan": plan, "failures": failures}
+    return {"raw": raw, "ceilings": ceilings, "plan": plan, "failures": failures,
+            "profile": profile}
+
+
+# Where a thread's samples go: (label, a frame that marks it), first match wins.
+PROFILE_GROUPS = {
+    "caller": [
+        ("encoding the message (orjson, one exact-size copy)", "/segment_client/_json.py:"),
+        ("tracking-plan validation", "/segment_client/_plan/"),
+        ("building the message (checks, messageId, timestamp, dicts)", "build_track ("),
+        ("queueing the bytes (Consumer.put, MemoryQueue.put)", "Consumer.put ("),
+        ("the rest of track() (arguments, _enqueue)", "Client.track ("),
+    ],
+    "consumer": [
+        ("joining and gzipping the body", "_PreparedBody."),
+        ("HTTP: requests, urllib3, http.client, waiting for the answer",
+         "HTTPTransport._attempt ("),
+        ("making message ids for the callers (stock_ids)", "stock_ids ("),
+        ("taking batches, accounting, the rest", "Consumer._run ("),
+    ],
+}
+
+
+def profile_throughput(python: str, sink: Server, n: int) -> dict[str, Any]:
+    """py-spy samples of segment-client's throughput run, per thread and activity."""
+    spy = Path(python).parent / "py-spy"
+    if not spy.exists():
+        return {"error": "py-spy is not installed next to the benchmark's python"}
+    sink.reset()
+    with tempfile.TemporaryDirectory(prefix="segment-bench-") as tmp:
+        raw = Path(tmp) / "samples.txt"
+        proc = subprocess.run(
+            [str(spy), "record", "--format", "raw", "--rate", "250", "--output", str(raw),
+             "--", python, str(WORKER), "throughput", OURS, "--url", sink.url, "--n", str(n),
+             "--server", "sink"], capture_output=True, text=True, timeout=900,
+        )
+        if proc.returncode != 0 or not raw.exists():
+            return {"error": f"py-spy failed: {proc.stderr.strip()[-300:]}"}
+        lines = raw.read_text().splitlines()
+    counts: dict[str, dict[str, int]] = {thread: {} for thread in PROFILE_GROUPS}
+    for line in lines:
+        stack, _, number = line.rpartition(" ")
+        thread = ("consumer" if "Consumer._run (" in stack else
+                  "caller" if "Client.track (" in stack else None)
+        if thread is None or not number.isdigit():
+            continue
+        for label, marker in PROFILE_GROUPS[thread]:
+            if marker in stack:
+                counts[thread][label] = counts[thread].get(label, 0) + int(number)
+                break
+    return {"samples": counts}
 
 
 def plan_cost(python: str, rounds: int) -> dict[str, float]:
@@ -652,8 +766,30 @@ def write_report(path: Path, data: dict[str, Any], chart_name: str) -> None:
         "- The caller-cost p99 of every client is dominated by waits for the GIL while "
         "the consumer thread runs (the interpreter's switch interval is 5 ms).",
     ]
-    lines += ["## Where the time goes now", "", *WHERE, "", "## Notes", "", *notes, ""]
+    lines += ["## Where the time goes now", "", *profile_lines(data.get("profile") or {}),
+              *WHERE, "", "## Notes", "", *notes, ""]
     path.write_text("\n".join(lines))
+
+
+def profile_lines(profile: dict[str, Any]) -> list[str]:
+    """The profile of this run's extra segment-client throughput run, as page lines."""
+    if "samples" not in profile:
+        return [f"(No profile in this run: {profile.get('error', 'segment-client not run')}.)",
+                ""]
+    lines = [
+        "py-spy samples of one more segment-client throughput run in this run (250 Hz, "
+        "100,000 events to bench/sink.py), per thread; a thread waiting for the GIL is "
+        "sampled where it waits:",
+        "",
+        "| thread | activity | share of the thread's samples |",
+        "| --- | --- | ---: |",
+    ]
+    for thread, groups in profile["samples"].items():
+        total = sum(groups.values()) or 1
+        for label, _ in PROFILE_GROUPS[thread]:
+            if groups.get(label):
+                lines.append(f"| {thread} | {label} | {groups[label] / total:.0%} |")
+    return [*lines, ""]
 
 
 def main() -> None:
@@ -714,6 +850,7 @@ def main() -> None:
         **agg,
         "targets": targets(agg["figures"], agg["ceilings"], agg["plan"], measured["failures"]),
         "failures": measured["failures"],
+        "profile": measured["profile"],
         "raw": measured["raw"],
         "raw_ceilings": measured["ceilings"],
     }
