@@ -89,7 +89,7 @@ def main() -> None:
     real_stdout = sys.stdout
     sys.path.insert(0, os.getcwd())  # modules a page writes (typegen) are importable
     _guard_network(stub_url)
-    from segment_client._consumer import _live
+    from segment_client._process import live
 
     namespace: dict[str, Any] = {"__name__": "__docs__"}
     results: list[dict[str, Any]] = []
@@ -107,9 +107,10 @@ def main() -> None:
             break
         finally:
             results.append({"stdout": out.getvalue(), "status": None})
+    consumers: list[Any] = live()
     closed = {
         repr(consumer): consumer.close(5)
-        for consumer in list(_live)
+        for consumer in consumers
         if not consumer._close_started
     }
     json.dump({"results": results, "error": error, "closed": closed}, real_stdout)

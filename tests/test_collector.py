@@ -6,6 +6,7 @@ import base64
 import gzip
 import http.client
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -366,11 +367,11 @@ def test_discard_mode_counts_without_storing() -> None:
 
 @pytest.fixture(name="parser", params=["orjson", "stdlib"])
 def _parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    from segment_client.collector import _ingest
+    from segment_client.collector import _decode
 
     if request.param == "stdlib":
-        monkeypatch.setattr(_ingest, "loads_fast", None)
-    elif _ingest.loads_fast is None:
+        monkeypatch.setattr(_decode, "loads_fast", None)
+    elif _decode.loads_fast is None:
         pytest.skip("orjson is not installed")
     return str(request.param)
 
@@ -400,20 +401,45 @@ def test_both_parsers_store_the_same_messages_and_limits(
     assert collector.stats()["total"] == 5
 
 
-def test_a_read_waits_for_batches_answered_before_it(collector: Collector) -> None:
+def test_group_commit_stores_several_requests_in_one_transaction(
+    collector: Collector, http: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import threading
 
     store = collector.store
-    first = store.hold()
-    done = threading.Event()
-    reader = threading.Thread(target=lambda: (store.stats(), done.set()))
-    reader.start()
-    later = store.hold()  # announced after the read began: it must not hold it back
-    assert not done.wait(0.2)
-    store.release(first)
-    assert done.wait(5)
-    reader.join()
-    store.release(later)
+    groups: list[int] = []
+    real = store._commit_locked
+    first_inside, go = threading.Event(), threading.Event()
+
+    def commit(group: Any) -> Any:
+        groups.append(len(group))
+        if len(groups) == 1:
+            first_inside.set()
+            assert go.wait(10)
+        return real(group)
+
+    monkeypatch.setattr(store, "_commit_locked", commit)
+    answers: list[int] = []
+
+    def send() -> None:
+        with requests.Session() as session:
+            answers.append(post(session, collector, {"batch": [track()]}).status_code)
+
+    first = threading.Thread(target=send)
+    first.start()
+    assert first_inside.wait(10)
+    others = [threading.Thread(target=send) for _ in range(5)]
+    for thread in others:
+        thread.start()
+    with store._queue_cv:  # the five wait in the queue while the first commits
+        assert store._queue_cv.wait_for(lambda: len(store._queue) == 5, timeout=10)
+    assert answers == []  # nobody is answered before their batch is committed
+    go.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert answers == [200] * 6
+    assert groups == [1, 5]
+    assert collector.stats()["total"] == 6
 
 
 def test_http_edge_cases_of_the_request_parser(collector: Collector) -> None:
@@ -445,18 +471,33 @@ def test_http_edge_cases_of_the_request_parser(collector: Collector) -> None:
     assert collector.stats()["total"] == 2
 
 
-def test_a_batch_that_cannot_be_stored_after_its_answer_is_reported(
+def test_a_batch_that_cannot_be_stored_is_answered_500_and_the_store_keeps_working(
     collector: Collector, http: requests.Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def locked(*args: Any, **kwargs: Any) -> tuple[int, int]:
-        raise RuntimeError("database is locked")
+    real = collector.store._db
+    failing = [True]
 
-    monkeypatch.setattr(collector.store, "add_batch", locked)
-    assert post(http, collector, {"batch": [track(), track()]}).status_code == 200
+    class Locked:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def executemany(self, sql: str, rows: Any) -> Any:
+            if failing[0] and "INSERT INTO events" in sql:
+                raise sqlite3.OperationalError("database is locked")
+            return real.executemany(sql, rows)
+
+    monkeypatch.setattr(collector.store, "_db", Locked())
+    response = post(http, collector, {"batch": [track(), track()]})
+    assert response.status_code == 500  # retryable: the client sends it again
+    assert "stored none of 2 message(s)" in response.json()["message"]
     (rejection,) = collector.rejections()
     assert rejection["status"] == 500
-    assert "stored none of 2 message(s): RuntimeError: database is locked" in rejection["reason"]
+    assert "OperationalError: database is locked" in rejection["reason"]
     assert collector.stats()["total"] == 0
+    assert not real.in_transaction  # rolled back, never left open
+    failing[0] = False
+    assert post(http, collector, {"batch": [track(), track()]}).status_code == 200
+    assert collector.stats()["total"] == 2
 
 
 def test_extension_points_a_route_a_view_and_a_store_listener(
@@ -477,6 +518,7 @@ def test_extension_points_a_route_a_view_and_a_store_listener(
     assert http.get(collector.url + "/v1/hello?name=x", timeout=5).json() == {"hello": "x"}
     assert http.get(collector.url + "/v1/views", timeout=5).json() == [
         {"path": "/", "title": "Live events"},
+        {"path": "/static/profiles.html", "title": "Profiles"},
         {"path": "/static/other.html", "title": "Other view"},
     ]
     messages = [track(), track(messageId="same"), track(messageId="same")]
@@ -505,3 +547,16 @@ def test_a_failing_listener_never_breaks_ingest(
     assert post(http, collector, {"batch": [track(), track()]}).status_code == 200
     assert collector.stats()["total"] == 2
     assert collector.rejections() == []
+
+
+def test_an_ingest_handler_for_another_path(collector: Collector, http: requests.Session) -> None:
+    routes = collector.routes
+    routes.add("POST", "/v1/t", collector.ingest.handler("track"), access="ingest")
+    routes.add("POST", "/v1/b", collector.ingest.handler(), access="ingest")
+    assert post(http, collector, {"userId": "u", "event": "Short"}, "/v1/t").status_code == 200
+    assert post(http, collector, {"batch": [track()]}, "/v1/b").status_code == 200
+    assert [m["type"] for m in collector.messages()] == ["track", "track"]
+    assert post(http, collector, {"userId": "u"}, "/v1/t").status_code == 200
+    assert "track needs event" in collector.rejections()[0]["reason"]
+    with pytest.raises(ValueError, match="kind is one of"):
+        collector.ingest.handler("nope")

@@ -7,6 +7,7 @@ is kept at all, not how precisely on a loaded machine.
 from __future__ import annotations
 
 import math
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,13 @@ import pytest
 from segment_client import Client, HTTPTransport, TransportError, _consumer, _uwsgi
 from segment_client.collector import Collector, Fault
 from segment_client.testing import RecordingTransport
+from tests._support.clock import DEADLINE_MARGIN_S as MARGIN_S
 from tests._support.trickle import TrickleServer
 
 # Each request to the slow collector takes this long and then succeeds.
 SLOW_S = 0.5
 MESSAGES = 20  # one per request: 10 s of work, far past any deadline below
 DEADLINE_S = 2.0
-MARGIN_S = 3.0  # loose: a 10 s overrun is what this catches
 
 
 def _timed(call: Any, *args: Any) -> tuple[Any, float]:
@@ -150,3 +151,31 @@ def test_the_sender_passes_the_time_left(monkeypatch: pytest.MonkeyPatch) -> Non
     assert client.flush(math.inf)
     assert transport.timeouts == [3.0, 7.0]
     assert client.close_and_flush()
+
+
+def test_the_watchdog_cuts_only_attempts_past_their_deadline() -> None:
+    from segment_client._transports import _watchdog
+
+    class Conn:
+        def __init__(self) -> None:
+            self.sock, self.peer = socket.socketpair()
+
+    watchdog = _watchdog.Watchdog()
+    try:
+        quick, slow = Conn(), Conn()
+        attempt = watchdog.begin(30.0)
+        _watchdog._register(quick)  # type: ignore[arg-type]
+        watchdog.end(attempt)  # finished in time: never cut
+        attempt = watchdog.begin(0.05)
+        _watchdog._register(slow)  # type: ignore[arg-type]
+        slow.sock.settimeout(30)
+        assert slow.sock.recv(1) == b""  # shut down under the blocked read
+        assert attempt.expired
+        watchdog.end(attempt)
+        quick.peer.sendall(b"x")
+        assert quick.sock.recv(1) == b"x"
+    finally:
+        watchdog.close()
+        for conn in (quick, slow):
+            conn.sock.close()
+            conn.peer.close()

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from segment_client import Client, DeliveryError, OAuthSettings
-from tests._support.localhttp import LocalServer, Request, Response, ScriptedAPI
+from segment_client.collector import Collector, Fault
+from tests._support.localhttp import LocalServer, Request, Response
 from tests.test_oauth import TokenServer, make_key
 
 WRITE_KEY = "wk-SUPER-SECRET-7f3a"
@@ -50,7 +51,12 @@ def _free_port() -> int:
 def test_write_key_never_leaks(path: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[DeliveryError] = []
-    server = LocalServer(echo if path == "echo_401" else ScriptedAPI([500, 503]))
+    server: LocalServer | Collector
+    if path == "echo_401":
+        server = LocalServer(echo)
+    else:
+        server = Collector(faults=[Fault(status=500, count=1), Fault(status=503, count=1)])
+        server.start()
     host = server.url
     if path == "refused_connection":
         server.close()

@@ -14,6 +14,14 @@ from __future__ import annotations
 import logging as _logging
 
 from ._client import Client
+from ._events import (
+    CallAfterCloseEvent,
+    DeliveryFailureEvent,
+    DrainedEvent,
+    DropEvent,
+    HttpRequestEvent,
+    HttpResponseEvent,
+)
 from ._exceptions import (
     APIError,
     ClientClosedError,
@@ -45,13 +53,19 @@ from ._version import __version__
 
 __all__ = [
     "APIError",
+    "CallAfterCloseEvent",
     "Client",
     "ClientClosedError",
     "ClientStats",
     "ConfigurationError",
     "ConnectionDropped",
     "DeliveryError",
+    "DeliveryFailureEvent",
+    "DrainedEvent",
+    "DropEvent",
     "HTTPTransport",
+    "HttpRequestEvent",
+    "HttpResponseEvent",
     "MemoryQueue",
     "MessageDefaults",
     "MessageError",

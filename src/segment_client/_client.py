@@ -23,6 +23,7 @@ from ._config import (
     check_timeout,
 )
 from ._consumer import Consumer, ErrorHandler
+from ._events import Events, EventSource
 from ._exceptions import ConfigurationError, DeliveryError, MessageTooLargeError
 from ._json import dumps
 from ._messages import (
@@ -74,14 +75,14 @@ def _scoped(
     return scope.apply(user_id, anonymous_id, context)
 
 
-class Client:
+class Client(EventSource):
     """A Segment client. Safe to share between threads; one per process is typical.
 
     The six calls validate and encode the message on the caller's thread, queue it and
     return its `messageId` without waiting for the network. A background thread sends
     batches. Only programmer errors raise (`ConfigurationError` here, `MessageError`
-    from a call); delivery problems go to `on_error`, the `segment_client` logger and
-    `stats()`.
+    from a call); delivery problems go to `on_error`, the events (`on()`), the
+    `segment_client` logger and `stats()`.
 
     Args:
         write_key: the source's write key; defaults to `$SEGMENT_WRITE_KEY`.
@@ -98,7 +99,8 @@ class Client:
         send: False validates and counts but never sends.
         sync_mode: True sends within each call, on the caller's thread (no thread).
         on_error: `on_error(error, messages)` for every message not delivered; runs on
-            the consumer thread (the caller's for drops); its exceptions are logged.
+            the consumer thread (the caller's for drops); its exceptions are logged. The
+            short form of `on("delivery_failure", handler)`.
         transport: a custom `Transport` (tests, proxies); replaces the HTTP transport.
         shutdown_timeout: the bound on the close performed at interpreter exit.
         flush_timeout: the bound, in seconds, on `flush()` and `close_and_flush()` called
@@ -203,7 +205,8 @@ class Client:
         self._middleware = MiddlewareChains()
         self._plan = plan
         self._transport_lock = threading.Lock()
-        transport = config.transport or _http_transport(config)
+        self._events = Events()
+        transport = config.transport or _http_transport(config, self._events)
         queue_factory = config.queue
         if config.spool_dir is not None:
             queue_factory = _spool_factory(
@@ -229,6 +232,7 @@ class Client:
             on_error=config.on_error,
             sync_mode=config.sync_mode,
             exit_timeout=config.shutdown_timeout,
+            events=self._events,
         )
         drops.target = self._consumer.drop
         self._drop = _drop_reporter(self._consumer)  # refers to the consumer only
@@ -576,14 +580,14 @@ class _LateDrop:
             self.target(reason, error, messages)
 
 
-def _http_transport(config: Any) -> HTTPTransport:
+def _http_transport(config: Any, events: Events) -> HTTPTransport:
     auth = None
     if config.oauth is not None:
         server = config.oauth.auth_server or oauth_server_for(config.host)
         auth = OAuth(config.oauth, auth_server=server)
     return HTTPTransport(
         config.write_key, url=config.host + config.path, timeout=config.request_timeout,
-        gzip=config.gzip, session_options=config.network, auth=auth,
+        gzip=config.gzip, session_options=config.network, auth=auth, events=events,
     )
 
 

@@ -11,21 +11,25 @@ both account for the same messages.
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _uwsgi
+from . import _process, _uwsgi
 from ._batch import MAX_REQUEST_BYTES, body_overhead
+from ._events import (
+    CallAfterCloseEvent,
+    DeliveryFailureEvent,
+    DrainedEvent,
+    DropEvent,
+    Events,
+)
 from ._exceptions import ClientClosedError, DeliveryError, QueueFullError
 from ._forks import getpid
 from ._json import loads
+from ._log import DeliveryLog, describe, where
 from ._messages import stock_ids
 from ._queue import MessageQueue
 from ._retry import RetryPolicy
@@ -40,39 +44,12 @@ logger = logging.getLogger("segment_client")
 ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 
 THREAD_NAME = "segment_client.consumer"
-_DROP_LOG_INTERVAL_S = 10.0
 #: Messages a batch may carry under a backlog (more waiting than `flush_at`): a burst
 #: drains in fewer, larger requests. The request limit (500 KB) still applies, so with
 #: typical ~0.7 KB events a backlog batch holds about 700. Chosen by measurement (bench/
 #: batch_cap.py): past it, throughput no longer grows while the first delivery of a burst
 #: and each retry of a failed batch take longer.
 BACKLOG_BATCH_CAP = 1000
-
-
-_live: weakref.WeakSet[Consumer] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for consumer in list(_live):
-        consumer._reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _close_all_at_exit() -> None:
-    """At interpreter exit: a bounded close of every consumer still open in this process.
-
-    Consumers, not clients, are tracked: a client dropped without closing leaves its
-    consumer (kept alive by its thread) with messages that must still go out.
-    """
-    for consumer in list(_live):
-        if consumer._pid == getpid() and not consumer._close_started:
-            consumer.close(consumer.exit_timeout)
-
-
-atexit.register(_close_all_at_exit)
 
 
 class Consumer:
@@ -95,8 +72,11 @@ class Consumer:
         sync_mode: bool = False,
         exit_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        events: Events | None = None,
     ) -> None:
         self._queue_factory = queue_factory
+        self.events = events if events is not None else Events()
+        self.log = DeliveryLog(clock=clock)
         self.flush_at = flush_at
         self.flush_interval = flush_interval
         self._on_error = on_error
@@ -109,10 +89,13 @@ class Consumer:
         self._stop = threading.Event()  # set when the close deadline passes
         self.sender = Sender(
             transport, policy=policy, request_timeout=request_timeout, stop=self._stop,
-            on_retry=self._count_retry, clock=clock,
+            on_retry=self._count_retry, clock=clock, log=self.log,
         )
         self._init_state()
-        _live.add(self)
+        _process.register(self)
+        # What the queue found unreadable while opening (a spool's earlier files) is
+        # reported now, before any thread runs.
+        self._drain_losses()
         if not sync_mode and self.queue.depth():
             # A spool holds messages left by an earlier process: send them now.
             self._start()
@@ -124,6 +107,7 @@ class Consumer:
         self._progress = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = self.sender.stop = threading.Event()  # set when the close deadline passes
+        self.log = self.sender.log = DeliveryLog(clock=self._clock)
         self._deadline: float | None = None  # the close deadline, once close() runs
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -144,7 +128,6 @@ class Consumer:
         self._dropped = DropCounts()
         # Queued, then dropped by consumer-side middleware (counted in _finished only).
         self._dropped_after_queue = 0
-        self._last_drop_log = float("-inf")
         # Held by whoever is taking and delivering a batch (the thread, an inline drain,
         # a sync_mode caller): one batch in flight at a time keeps order and counters exact.
         self._delivery_lock = threading.Lock()
@@ -152,19 +135,29 @@ class Consumer:
         self._inline_since = 0.0
         self._left_in_queue = 0  # messages the queue keeps for the next process
 
-    def _reset_after_fork(self) -> None:
+    def reset_after_fork(self) -> None:
+        """In a forked child: fresh state (called by `_process` and by a pid check)."""
         # The child inherits copies of the parent's queue and locks (possibly held by a
         # thread that does not exist here). The parent sends its own messages; the child
         # starts empty so nothing is sent twice.
+        self.events.after_fork()
         self._init_state()
+
+    def close_at_exit(self) -> None:
+        """A close bounded by `exit_timeout`, unless closed already or from another
+        process (called by `_process` at interpreter exit)."""
+        if self._pid == getpid() and not self._close_started:
+            self.close(self.exit_timeout)
 
     # -- caller side ---------------------------------------------------------------
 
     def put(self, data: bytes, message: dict[str, Any]) -> bool:
         """Queue one encoded message; never blocks. False when it was dropped."""
         if self._pid != getpid():
-            self._reset_after_fork()
+            self.reset_after_fork()
         if self._closing:
+            if self.events.call_after_close:
+                self.events.emit("call_after_close", CallAfterCloseEvent(message))
             self.drop("closed", ClientClosedError("the client is closed"), [message])
             return False
         if self._sync_mode:
@@ -185,17 +178,12 @@ class Consumer:
 
     def drop(self, reason: str, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
         """Count and report messages that were never queued."""
-        now = self._clock()
-        total = self._dropped.add(reason, len(messages))
-        # A flood of drops (queue full under an outage) logs once per interval with the
-        # running total; on_error and the counters still see every message.
-        loud = now - self._last_drop_log >= _DROP_LOG_INTERVAL_S
-        if loud:
-            self._last_drop_log = now
-            logger.warning(
-                "segment_client: %d message(s) dropped: %s (%d dropped for %s so far)",
-                len(messages), error, total, reason,
-            )
+        self._dropped.add(reason, len(messages))
+        # A flood of drops (queue full under an outage) is summarised in the log;
+        # on_error, the events and the counters still see every message.
+        self.log.dropped(reason, len(messages), describe(error))
+        if self.events.drop:
+            self.events.emit("drop", DropEvent(reason, len(messages), error, messages))
         self._report(error, messages)
 
     def _drain_losses(self) -> None:
@@ -212,8 +200,8 @@ class Consumer:
                     self._failed += count
             else:
                 self._dropped.add(loss.reason, count)
-            logger.error("segment_client: %d message(s) lost: %s", count, loss.error)
-            self._report(loss.error, [])
+            self.log.lost(count, describe(loss.error))
+            self._report(loss.error, [], count)
             if loss.queued:
                 with self._lock:
                     self._finished += count
@@ -226,6 +214,8 @@ class Consumer:
     def drop_quietly(self, reason: str) -> None:
         """Count a message not sent on purpose (send=False): no log, no on_error."""
         self._dropped.add(reason)
+        if self.events.drop:
+            self.events.emit("drop", DropEvent(reason, 1))
 
     def request_close(self) -> None:
         """Stop accepting messages and let the thread drain and exit; never blocks."""
@@ -239,7 +229,7 @@ class Consumer:
             if _uwsgi.threads_unavailable():
                 self._inline = True
                 logger.warning(
-                    "segment_client: uWSGI is running without --enable-threads, so the "
+                    "uWSGI is running without --enable-threads, so the "
                     "background sender cannot run. Messages are sent from the calling "
                     "thread instead (every flush_at messages or flush_interval seconds, "
                     "and by client.flush()). Set `enable-threads = true` in the uWSGI "
@@ -251,16 +241,10 @@ class Consumer:
                 thread.start()
             except RuntimeError:
                 # No threads at interpreter shutdown: close() drains on its own thread.
-                logger.warning("segment_client: could not start the consumer thread")
+                logger.warning("could not start the consumer thread")
                 return
             self._thread = thread
-            mp_util = sys.modules.get("multiprocessing.util")
-            if mp_util is not None:
-                # multiprocessing children end with os._exit(), skipping atexit; they run
-                # multiprocessing's own finalizers, so a bounded close is registered there.
-                mp_util.Finalize(
-                    None, _close_at_exit, args=(weakref.ref(self),), exitpriority=10
-                )
+            _process.close_with_multiprocessing(self)
 
     def _put_inline(self, depth: int) -> None:
         # No thread can run (uWSGI without threads): the caller sends when a batching
@@ -294,7 +278,7 @@ class Consumer:
                 # The callers' next ids, made here rather than in a call (see stock_ids).
                 stock_ids()
         except Exception:  # a bug here must not pass silently
-            logger.exception("segment_client: the consumer thread crashed")
+            logger.exception("the consumer thread crashed")
 
     def _wait_for_trigger(self) -> bool:
         """Wait until a batch is due (False: the thread should exit)."""
@@ -369,6 +353,14 @@ class Consumer:
         with self._lock:
             self._in_flight = []
             self._in_flight_done = 0
+        if self.queue.depth():
+            self.log.tick()
+        else:
+            self.log.idle()
+            if self.events.drained:
+                with self._lock:
+                    drained = DrainedEvent(self._delivered, self._failed)
+                self.events.emit("drained", drained)
 
     def _finish(
         self, part: Sequence[bytes], error: DeliveryError | None,
@@ -400,14 +392,11 @@ class Consumer:
         # ...report outside the lock, and only then release flush() waiters, so that
         # on_error has run for every failed message by the time flush() returns.
         if error is not None:
-            if poison:
-                logger.error(
-                    "segment_client: %d message(s) undeliverable, isolated from their "
-                    "batch: %s", count, error,
-                )
-            else:
-                logger.error("segment_client: %d message(s) failed: %s", count, error)
+            cause = describe(error, where(self.sender.transport))
+            self.log.lost(count, cause, kind="poison" if poison else "failed")
             self._report(error, _decode(sent))
+        elif count:
+            self.log.delivered(count)
         with self._lock:
             self._finished += len(part)
             self._progress.notify_all()
@@ -418,7 +407,7 @@ class Consumer:
         try:
             prepared = self.prepare(batch)
         except Exception:  # a bug in the hook must not lose the batch
-            logger.exception("segment_client: consumer-side middleware failed; batch sent as is")
+            logger.exception("consumer-side middleware failed; batch sent as is")
             return list(batch)
         return prepared if len(prepared) == len(batch) else list(batch)
 
@@ -429,13 +418,19 @@ class Consumer:
             if count and done < flush.target:
                 flush.failed = True
 
-    def _report(self, error: DeliveryError, messages: list[dict[str, Any]]) -> None:
-        if self._on_error is None:
-            return
-        try:
-            self._on_error(error, messages)
-        except Exception:
-            logger.exception("segment_client: on_error raised; ignored")
+    def _report(
+        self, error: DeliveryError, messages: list[dict[str, Any]], count: int | None = None
+    ) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(error, messages)
+            except Exception:
+                logger.exception("on_error raised; ignored")
+        if self.events.delivery_failure:
+            failure = DeliveryFailureEvent(
+                error, messages, len(messages) if count is None else count
+            )
+            self.events.emit("delivery_failure", failure)
 
     # -- flush and close ------------------------------------------------------------
 
@@ -443,7 +438,7 @@ class Consumer:
         """Send what is queued now and wait for it. True when all of it was delivered."""
         deadline = None if timeout is None else self._clock() + timeout
         if self._pid != getpid():
-            self._reset_after_fork()
+            self.reset_after_fork()
         with self._lock:
             pending = self.queue.depth() + len(self._in_flight) - self._in_flight_done
             if pending <= 0:
@@ -495,7 +490,7 @@ class Consumer:
         """
         deadline = None if timeout is None else self._clock() + timeout
         if self._pid != getpid():
-            self._reset_after_fork()
+            self.reset_after_fork()
         with self._lock:
             first = not self._close_started
             self._close_started = True
@@ -551,10 +546,12 @@ class Consumer:
             self._mark_failed_flushes(len(left))
             self._failed += len(left)
         if left:
+            cause = self.log.cause
             error = ClientClosedError(
                 f"{len(left)} message(s) not delivered before the close deadline"
+                + (f" (delivery was failing: {cause})" if cause else "")
             )
-            logger.error("segment_client: %s", error)
+            self.log.abandoned(len(left))
             self._report(error, _decode(left))
         with self._lock:
             self._finished += len(left)
@@ -573,10 +570,7 @@ class Consumer:
             self._mark_failed_flushes(left)
             self._progress.notify_all()  # flush() waiters stop waiting for these
         if left:
-            logger.warning(
-                "segment_client: %d message(s) not delivered before the close; they stay "
-                "in the queue and the next client on it sends them", left,
-            )
+            self.log.abandoned(left, spooled=True)
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters."""
@@ -600,12 +594,6 @@ class Consumer:
     def thread(self) -> threading.Thread | None:
         """The consumer thread of this process, if started."""
         return self._thread
-
-
-def _close_at_exit(ref: weakref.ReferenceType[Consumer]) -> None:
-    consumer = ref()
-    if consumer is not None and consumer._pid == getpid() and not consumer._close_started:
-        consumer.close(consumer.exit_timeout)
 
 
 def _decode(batch: Sequence[bytes]) -> list[dict[str, Any]]:

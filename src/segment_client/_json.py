@@ -59,7 +59,7 @@ def convert(value: Any) -> Any:
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
     logger.warning(
-        "segment_client: a value of type %s is not JSON-serialisable; sent as str()",
+        "a value of type %s is not JSON-serialisable; sent as str()",
         type(value).__name__,
     )
     return str(value)

@@ -85,7 +85,7 @@ def run_chain(
                 f"middleware {_name(middleware)} raised {type(exc).__name__}: {exc}"
             )
             error.__cause__ = exc
-            logger.debug("segment_client: middleware raised", exc_info=exc)
+            logger.debug("middleware raised", exc_info=exc)
             return None, error
         if result is None:
             return None, None

@@ -77,7 +77,7 @@ def check_host_typo(host: str) -> str | None:
             _distance(hostname, known) <= _TYPO_DISTANCE
         ):
             logger.warning(
-                "segment_client: host %r looks like a typo of Segment's %r; "
+                "host %r looks like a typo of Segment's %r; "
                 "messages sent there will not reach Segment",
                 hostname, known,
             )

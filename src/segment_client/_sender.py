@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ._exceptions import APIError, ClientClosedError, DeliveryError, TransportError
+from ._log import DeliveryLog, describe, where
 from ._queue import QueuePolicy
 from ._retry import RetryPolicy
 from ._transports import ConnectionDropped, Transport
@@ -68,15 +69,16 @@ class Sender:
         stop: threading.Event,
         on_retry: Callable[[int], None],
         clock: Callable[[], float] = time.monotonic,
+        log: DeliveryLog | None = None,
     ) -> None:
         self.policy = policy
+        self.log = log if log is not None else DeliveryLog(clock=clock)
         self.request_timeout = request_timeout
         self.stop = stop
         self._on_retry = on_retry
         self._clock = clock
-        self._lock = threading.Lock()
-        self._transport = transport
-        self._timeout_kw = _accepts_timeout(transport)
+        # (transport, whether its send takes timeout=): one tuple, replaced whole.
+        self._target = (transport, _accepts_timeout(transport))
 
     def pause(self, seconds: float) -> bool:
         """Wait `seconds` between attempts; True when a close interrupted the wait.
@@ -89,13 +91,15 @@ class Sender:
     @property
     def transport(self) -> Transport:
         """The transport the next attempt uses."""
-        return self._transport
+        return self._target[0]
 
     def replace_transport(self, transport: Transport) -> Transport:
-        """Use `transport` from the next attempt on; returns the previous one."""
-        accepts = _accepts_timeout(transport)
-        with self._lock:
-            old, self._transport, self._timeout_kw = self._transport, transport, accepts
+        """Use `transport` from the next attempt on; returns the previous one.
+
+        Not atomic between two callers (the client serialises them).
+        """
+        old = self._target[0]
+        self._target = (transport, _accepts_timeout(transport))
         return old
 
     def deliver(
@@ -123,14 +127,14 @@ class Sender:
                 yield Part(lo, hi)
                 continue
             if isinstance(error, APIError) and error.status == 413 and len(send) > 1:
-                logger.info("segment_client: 413 for %d messages; splitting", len(send))
+                logger.debug("413 for %d messages; splitting", len(send))
                 todo[:0] = _halves(batch, lo, hi, probing)
                 continue
             if _suspect(error) and not self.stop.is_set():
                 if len(send) > 1:
-                    logger.info(
-                        "segment_client: batch of %d refused (%s); looking for the message "
-                        "at fault", len(send), error,
+                    logger.debug(
+                        "batch of %d refused (%s); looking for the message at fault",
+                        len(send), error,
                     )
                     todo[:0] = _halves(batch, lo, hi, True)
                     continue
@@ -152,6 +156,8 @@ class Sender:
         retries = 0
         attempt = 0
         rate_limited = 0.0
+        # At a close deadline a queue that keeps messages at close keeps this batch.
+        keep = queue_policy.keep_on_close
         while True:
             if self.stop.is_set():
                 closed = ClientClosedError("the client closed before the batch was delivered")
@@ -161,7 +167,7 @@ class Sender:
                 left = deadline - self._clock()
                 if left <= 0:
                     late = DeliveryError("the deadline passed before the batch was delivered")
-                    return late, False
+                    return late, keep and closing()
                 timeout = left if timeout is None else min(timeout, left)
             error = self._attempt(part, attempt, timeout)
             if error is None:
@@ -193,13 +199,12 @@ class Sender:
             if deadline is not None:
                 left = deadline - self._clock()
                 if left <= 0:
-                    return error, False
+                    return error, keep and closing()
                 wait = min(wait, left)
             attempt += 1
             self._on_retry(len(part))
-            logger.info(
-                "segment_client: batch of %d failed (%s); retry %d in %.2fs",
-                len(part), error, attempt, wait,
+            self.log.attempt_failed(
+                describe(error, where(self.transport)), len(part), retry=attempt, wait=wait
             )
             if self.pause(wait):
                 return error, False
@@ -207,7 +212,7 @@ class Sender:
     def _attempt(
         self, part: list[bytes], retry_count: int, timeout: float | None
     ) -> DeliveryError | None:
-        transport, timeout_kw = self._transport, self._timeout_kw
+        transport, timeout_kw = self._target
         try:
             if timeout_kw:
                 transport.send(part, retry_count=retry_count, timeout=timeout)
@@ -217,7 +222,7 @@ class Sender:
         except DeliveryError as exc:
             return exc
         except Exception as exc:  # a broken custom transport is reported, not fatal
-            logger.exception("segment_client: the transport raised unexpectedly")
+            logger.exception("the transport raised unexpectedly")
             return _BrokenTransport(f"transport raised {type(exc).__name__}: {exc}")
 
 

@@ -59,10 +59,10 @@ class _SigtermHandler:
             return
         worker.join(max(0.0, deadline - time.monotonic()) + 0.05)
         if len(results) == len(clients) and all(results):
-            logger.info("segment_client: flushed on SIGTERM")
+            logger.info("flushed on SIGTERM")
         else:
             logger.warning(
-                "segment_client: flush on SIGTERM did not deliver everything within %.3gs",
+                "flush on SIGTERM did not deliver everything within %.3gs",
                 self.timeout,
             )
 

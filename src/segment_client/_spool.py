@@ -320,7 +320,7 @@ class SpoolQueue:
             prot = mmap.PROT_READ | mmap.PROT_WRITE
             segment.mm = mmap.mmap(segment.fd, cap, mmap.MAP_SHARED, prot)
         except (OSError, ValueError, AttributeError) as exc:
-            logger.debug("segment_client: spool file %s not mapped: %s", segment.path, exc)
+            logger.debug("spool file %s not mapped: %s", segment.path, exc)
             # Give back whatever was allocated; appends continue at the logical end.
             with contextlib.suppress(OSError):
                 os.ftruncate(segment.fd, segment.size)
@@ -473,7 +473,7 @@ class SpoolQueue:
                 out = self._take_pass(max_count, max_bytes)
                 if out or self._depth <= 0:
                     return out
-            logger.error("segment_client: spool depth %d but nothing readable", self._depth)
+            logger.error("spool depth %d but nothing readable", self._depth)
             return []
 
     def _take_pass(self, max_count: int, max_bytes: int) -> list[bytes]:
@@ -509,7 +509,7 @@ class SpoolQueue:
                         full = True
                         break
             except OSError as exc:  # the file vanished or cannot be read: count the rest lost
-                logger.error("segment_client: cannot read spool file %s: %s", segment.path, exc)
+                logger.error("cannot read spool file %s: %s", segment.path, exc)
                 off = ends[i]
             if full:
                 break
@@ -661,7 +661,7 @@ class SpoolQueue:
             os.pwrite(writer.ack_fd, blob + struct.pack("<I", zlib.crc32(blob)), 0)
         except OSError as exc:
             # Only costs duplicates (same messageIds) after a crash, never a loss.
-            logger.warning("segment_client: could not record spool progress: %s", exc)
+            logger.warning("could not record spool progress: %s", exc)
             return
         self._acks_dirty.add(writer.ack_fd)
 
@@ -691,14 +691,14 @@ class SpoolQueue:
         try:
             names = os.listdir(self._dir)
         except OSError as exc:
-            logger.warning("segment_client: cannot list the spool directory: %s", exc)
+            logger.warning("cannot list the spool directory: %s", exc)
             return
         wids = sorted({m.group(1) for m in map(_NAME.match, names) if m} - self._skipped)
         for wid in wids:
             try:
                 self._adopt(wid)
             except OSError as exc:
-                logger.warning("segment_client: cannot adopt spool files of %s: %s", wid, exc)
+                logger.warning("cannot adopt spool files of %s: %s", wid, exc)
                 self._skipped.add(wid)
 
     def _adopt(self, wid: str) -> None:
@@ -750,7 +750,7 @@ class SpoolQueue:
             if lost:
                 self._queue_report("spool_corrupt", DeliveryError(text), lost, queued=False)
             else:
-                logger.warning("segment_client: %s", text)
+                logger.warning("%s", text)
         if not writer.segments:
             self._retire_unlisted(writer)
             return
@@ -760,7 +760,7 @@ class SpoolQueue:
             writer.read_off = max(head.start, cursor[1])
         if recovered:
             logger.info(
-                "segment_client: adopted %d spooled message(s) left by %s", recovered, wid
+                "adopted %d spooled message(s) left by %s", recovered, wid
             )
         with self._lock:
             self._writers.insert(len(self._writers) - 1, writer)
@@ -787,7 +787,7 @@ class SpoolQueue:
                 start = len(FILE_HEADER)
             elif header.startswith(_FILE_FAMILY) and len(header) == len(FILE_HEADER):
                 # Another format version: a newer client may read it; leave it alone.
-                logger.warning("segment_client: leaving spool file %s (unknown version)", path)
+                logger.warning("leaving spool file %s (unknown version)", path)
                 self._skipped.add(os.path.basename(path).split(".")[0])
                 return None, 0, 0, 0
             else:
@@ -829,7 +829,7 @@ class SpoolQueue:
         seq, offset, crc = _ACK.unpack(raw)
         if zlib.crc32(raw[:16]) != crc:
             logger.warning(
-                "segment_client: a spool ack file is damaged; its messages may be sent twice "
+                "a spool ack file is damaged; its messages may be sent twice "
                 "(same messageIds)"
             )
             return None
@@ -886,7 +886,7 @@ class SpoolQueue:
                 self._deliver_reports()
                 self._sync()
             except Exception:  # never let the sync thread die silently
-                logger.exception("segment_client: the spool sync thread failed")
+                logger.exception("the spool sync thread failed")
 
     def _sync(self) -> None:
         """fsync what was written since the last sync. Never called on a caller's thread."""

@@ -25,6 +25,7 @@ from playwright.sync_api import (
 from segment_client import Client
 from segment_client.collector import Collector, Validator
 
+REBOUND_HOST = "rebound.example"
 CHROMIUM = os.environ.get("SEGMENT_CLIENT_CHROMIUM", "/usr/bin/chromium")
 # The flags a root, offline, GPU-less machine needs; no background calls home.
 CHROMIUM_ARGS = [
@@ -36,6 +37,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A name an attacker's DNS would answer with 127.0.0.1 (DNS rebinding), for the
+    # security tests; nothing else resolves it.
+    f"--host-resolver-rules=MAP {REBOUND_HOST} 127.0.0.1",
 ]
 WRITE_KEY = "debugger-test-key"
 # Generous: the page polls once a second and CI machines are shared.

@@ -98,7 +98,7 @@ class PlanEnforcer:
                 [message],
             )
             return False
-        logger.warning("segment_client: tracking plan violation: %s", error)
+        logger.warning("tracking plan violation: %s", error)
         return True
 
     def _unplanned(self, message: dict[str, Any]) -> bool:
@@ -118,7 +118,7 @@ class PlanEnforcer:
                 "unplanned", _dropped_error(f"dropped as unplanned: {error}", error), [message]
             )
             return False
-        logger.warning("segment_client: unplanned event %r", event)
+        logger.warning("unplanned event %r", event)
         return True
 
     def _call_handler(self, error: TrackingPlanViolation, message: dict[str, Any]) -> None:
@@ -127,7 +127,7 @@ class PlanEnforcer:
         try:
             self._handler(error, message)
         except Exception:
-            logger.exception("segment_client: on_plan_violation raised; ignored")
+            logger.exception("on_plan_violation raised; ignored")
 
 
 def _dropped_error(text: str, cause: TrackingPlanViolation) -> DeliveryError:

@@ -70,7 +70,7 @@ def load_plan(source: str | os.PathLike[str] | Mapping[str, Any] | TrackingPlan)
             f"(the native form); found keys {sorted(map(str, data))}"
         )
     for item in ignored:
-        logger.debug("segment_client: tracking plan rule not enforced: %s", item)
+        logger.debug("tracking plan rule not enforced: %s", item)
     return TrackingPlan(rules, name=name, source=where, ignored=ignored)
 
 

@@ -215,7 +215,7 @@ class TokenManager:
             except (APIError, TransportError) as exc:
                 if self._token is not None and now < self._expires_at - _EXPIRY_MARGIN_S:
                     # The refresh failed but the current token still works: keep using it.
-                    logger.info("segment_client: OAuth token refresh failed (%s)", exc)
+                    logger.info("OAuth token refresh failed (%s)", exc)
                     return self._token
                 self._token = None
                 raise
@@ -382,7 +382,7 @@ class OAuth:
     def refused(self, authorization: str) -> bool:
         # The token was revoked or expired early: forget it and try once more.
         self.tokens.invalidate(authorization.removeprefix("Bearer "))
-        logger.info("segment_client: the API refused an OAuth token; refreshing it")
+        logger.info("the API refused an OAuth token; refreshing it")
         return True
 
     def secrets(self) -> tuple[str, ...]:

@@ -7,8 +7,11 @@ send, read) by the smaller of `request_timeout` and the time left the sender pas
 from __future__ import annotations
 
 import http.client
+import logging
 import operator
 import os
+import socket
+import ssl
 import threading
 import time
 import zlib
@@ -19,8 +22,10 @@ from urllib.parse import urlsplit
 import requests
 
 from segment_client._batch import body_tail, build_head
+from segment_client._events import Events, HttpRequestEvent, HttpResponseEvent, redact_headers
 from segment_client._exceptions import APIError, TransportError
 from segment_client._guard import refusal
+from segment_client._log import host_port
 from segment_client._messages import now_timestamp
 from segment_client._retry import parse_retry_after
 
@@ -29,6 +34,8 @@ from ._auth import USER_AGENT, Auth, BasicAuth, redact
 from ._watchdog import Watchdog, WatchedAdapter
 
 __all__ = ["USER_AGENT", "HTTPTransport"]
+
+logger = logging.getLogger("segment_client")
 
 # Level 6 costs ~4x level 1 for ~20% smaller bodies of JSON this repetitive; levels 2-3
 # cost about the same as 1 for 2-3% smaller (measured on 700 benchmark events, 465 KB).
@@ -44,7 +51,8 @@ class HTTPTransport:
     Thread-safe. One attempt blocks for at most `timeout` seconds in all (connect, send
     and read), or less when `send` is given less time. `auth` makes the `Authorization`
     header (default: the write key as Basic credentials). After a fork the child opens
-    its own connections.
+    its own connections. `events`: the client's emitter for `http_request` and
+    `http_response` (run on the sending thread).
     """
 
     def __init__(
@@ -57,8 +65,10 @@ class HTTPTransport:
         session_options: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
+        events: Events | None = None,
     ) -> None:
         self._write_key = write_key
+        self.events = events
         self.url = url
         self.timeout = timeout
         self.auth: Auth = auth if auth is not None else BasicAuth(write_key)
@@ -126,22 +136,30 @@ class HTTPTransport:
         if prepared is None or not prepared.holds(batch):
             prepared = self._prepared = _PreparedBody(batch, self._gzip)
         # sentAt is refreshed on every attempt: only the tail is built (and compressed).
-        body = prepared.body(body_tail(now_timestamp(), self._write_key))
+        tail = body_tail(now_timestamp(), self._write_key)
+        body = prepared.body(tail)
         session = self._get_session()
         watchdog = self._watchdog
         attempt = watchdog.begin(limit)
+        exchange = _Exchange(prepared, tail, len(batch), retry_count)
         try:
-            response = self._attempt(session, attempt.deadline, body, retry_count)
+            response = self._attempt(session, attempt.deadline, body, exchange)
         except requests.RequestException as exc:
+            where = host_port(self.url)
             if attempt.expired:
                 raise TransportError(
-                    f"timed out: no complete answer within {limit:.3g} s"
+                    f"timed out after {limit:.3g} s waiting for {where}"
                 ) from None
-            reason = redact(str(exc), self.secrets())
+            reason = redact(_plain_reason(exc, self.url, limit), self.secrets())
             error = ConnectionDropped if _dropped(exc) else TransportError
-            raise error(f"{type(exc).__name__}: {reason}") from None
+            raise error(reason) from None
         finally:
             watchdog.end(attempt)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "POST %s: %d message(s), %s bytes, HTTP %d in %.0f ms", host_port(self.url),
+                len(batch), f"{len(body):,}", response.status_code, exchange.elapsed * 1000,
+            )
         if 200 <= response.status_code < 300:
             response.close()
             if self._prepared is prepared:
@@ -154,9 +172,11 @@ class HTTPTransport:
         )
 
     def _attempt(
-        self, session: requests.Session, deadline: float, body: bytes, retry_count: int
+        self, session: requests.Session, deadline: float, body: bytes, exchange: _Exchange
     ) -> requests.Response:
         clock = time.monotonic
+        retry_count = exchange.retry_count
+        events = self.events
 
         def post(url: str, **kwargs: Any) -> requests.Response:
             # A token fetch shares the attempt's time.
@@ -168,11 +188,18 @@ class HTTPTransport:
             headers = {**self._headers, "Authorization": authorization}
             if retry_count:
                 headers["X-Retry-Count"] = str(retry_count)
-            return session.send(
+            if events is not None and events.http_request:
+                self._emit_request(events, headers, body, exchange)
+            started = clock()
+            response = session.send(
                 self._prepare(session, headers, body),
                 timeout=max(_MIN_ATTEMPT_S, deadline - clock()),
                 allow_redirects=True, **self._request_options,
             )
+            exchange.elapsed = clock() - started
+            if events is not None and events.http_response:
+                self._emit_response(events, response, exchange)
+            return response
 
         authorization = self.auth.authorization(post)
         response = request(authorization)
@@ -181,6 +208,30 @@ class HTTPTransport:
             response.close()
             response = request(self.auth.authorization(post))
         return response
+
+    def _emit_request(
+        self, events: Events, headers: dict[str, str], body: bytes, exchange: _Exchange
+    ) -> None:
+        secrets = self.secrets()
+        raw = exchange.raw
+        for secret in secrets:
+            if secret:
+                raw = raw.replace(secret.encode(), b"***")
+        events.emit("http_request", HttpRequestEvent(
+            url=self.url, method="POST", headers=redact_headers(headers, secrets), body=raw,
+            size=len(body), message_count=exchange.count, retry_count=exchange.retry_count,
+        ))
+
+    def _emit_response(
+        self, events: Events, response: requests.Response, exchange: _Exchange
+    ) -> None:
+        secrets = self.secrets()
+        events.emit("http_response", HttpResponseEvent(
+            url=self.url, status=response.status_code, reason=response.reason or "",
+            headers=redact_headers(response.headers, secrets),
+            body=redact(response.text, secrets), elapsed=exchange.elapsed,
+            message_count=exchange.count, retry_count=exchange.retry_count,
+        ))
 
     def _prepare(
         self, session: requests.Session, headers: dict[str, str], body: bytes
@@ -243,12 +294,38 @@ class _PreparedBody:
         items = self._items
         return len(items) == len(batch) and all(map(operator.is_, items, batch))
 
+    def plain(self, tail: bytes) -> bytes:
+        """The whole body with `tail`, uncompressed."""
+        if self._compressor is None:
+            return self._head + tail
+        return build_head(self._items) + tail
+
     def body(self, tail: bytes) -> bytes:
         """The whole body with `tail`, compressed when the transport gzips."""
         if self._compressor is None:
             return self._head + tail
         compressor = self._compressor.copy()
         return b"".join((self._head, compressor.compress(tail), compressor.flush()))
+
+
+class _Exchange:
+    """One attempt's facts for its events and its DEBUG line."""
+
+    __slots__ = ("_prepared", "_tail", "count", "elapsed", "retry_count")
+
+    def __init__(
+        self, prepared: _PreparedBody, tail: bytes, count: int, retry_count: int
+    ) -> None:
+        self._prepared = prepared
+        self._tail = tail
+        self.count = count
+        self.retry_count = retry_count
+        self.elapsed = 0.0  # seconds from sending to the answer's headers
+
+    @property
+    def raw(self) -> bytes:
+        """The body before compression (built again: only an http_request handler asks)."""
+        return self._prepared.plain(self._tail)
 
 
 def _freeze_environment(
@@ -290,3 +367,68 @@ def _dropped(exc: BaseException) -> bool:
         if cause.__cause__ is not None:
             seen.append(cause.__cause__)
     return False
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and everything it wraps: causes, contexts, urllib3's `reason`, arguments."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        cause = todo.pop(0)
+        if any(cause is known for known in seen):
+            continue
+        seen.append(cause)
+        todo.extend(arg for arg in cause.args if isinstance(arg, BaseException))
+        for link in (getattr(cause, "reason", None), cause.__cause__, cause.__context__):
+            if isinstance(link, BaseException):
+                todo.append(link)
+    return seen
+
+
+def _plain_reason(exc: requests.RequestException, url: str, limit: float) -> str:
+    """Why an attempt got no answer, in plain words naming host and port.
+
+    requests words every connection problem as urllib3's "Max retries exceeded with
+    url", which reads like this library's own `max_retries`: the cause is dug out of the
+    exception chain instead.
+    """
+    where = host_port(url)
+    chain = _chain(exc)
+
+    def found(kind: type[BaseException] | tuple[type[BaseException], ...]) -> Any:
+        return next((cause for cause in chain if isinstance(cause, kind)), None)
+
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return f"the proxy could not be used to reach {where}: {_urllib3_cause(str(exc))}"
+    if found(ConnectionRefusedError) is not None:
+        return f"connection refused to {where}"
+    if found(socket.gaierror) is not None or any(
+        type(cause).__name__ == "NameResolutionError" for cause in chain
+    ):
+        return f"could not resolve the host name of {where}"
+    certificate = found(ssl.SSLCertVerificationError)
+    if certificate is not None:
+        why = certificate.verify_message or certificate.reason or certificate
+        return f"the TLS certificate of {where} was not accepted: {why}"
+    tls = found(ssl.SSLError)
+    if tls is not None:
+        return f"TLS failed with {where}: {tls.reason or tls}"
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"timed out after {limit:.3g} s connecting to {where}"
+    if isinstance(exc, requests.Timeout) or found(TimeoutError) is not None:
+        return f"timed out after {limit:.3g} s waiting for {where}"
+    if found((http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+              http.client.IncompleteRead)) is not None:
+        return f"{where} closed the connection without a complete answer"
+    os_error = next((c for c in chain if isinstance(c, OSError) and c.errno), None)
+    if os_error is not None:
+        return f"could not connect to {where}: {os_error.strerror or os_error}"
+    inner = chain[-1]
+    return f"{type(inner).__name__} talking to {where}: {_urllib3_cause(str(inner))}"
+
+
+def _urllib3_cause(text: str) -> str:
+    """`text` without urllib3's "Max retries exceeded with url: ..." wrapper."""
+    if "Max retries exceeded" not in text:
+        return text
+    return text.partition("(Caused by ")[2].removesuffix(")") or "no answer"

@@ -28,6 +28,9 @@ from urllib3.poolmanager import PoolManager
 __all__ = ["Attempt", "Watchdog", "WatchedAdapter"]
 
 THREAD_NAME = "segment_client.watchdog"
+# An idle watchdog thread ends after this long (the next attempt starts another), so a
+# transport that is dropped without close() leaves no thread behind for long.
+_IDLE_EXIT_S = 30.0
 
 # The attempt running on this thread (set by the transport around one request). A
 # connection created or reused by that request registers itself on it.
@@ -118,9 +121,9 @@ class WatchedAdapter(HTTPAdapter):
 class Watchdog:
     """Cuts attempts that outlive their deadline. Thread-safe; one per transport.
 
-    `begin` and `end` never block beyond a short lock. The thread starts on the first
-    attempt and stops at `close`. Not fork-safe: the transport makes a new one in a
-    forked child.
+    `begin` and `end` never block beyond a short lock. The thread starts with an attempt
+    and stops at `close`, or after `_IDLE_EXIT_S` without attempts. Not fork-safe: the
+    transport makes a new one in a forked child.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -169,6 +172,7 @@ class Watchdog:
         self._thread = thread
 
     def _run(self) -> None:
+        idle_since: float | None = None
         with self._cond:
             while not self._closed:
                 now = self._clock()
@@ -180,4 +184,12 @@ class Watchdog:
                     elif attempt.deadline < wake_at:
                         wake_at = attempt.deadline
                 self._wake_at = wake_at
-                self._cond.wait(None if wake_at == float("inf") else wake_at - now)
+                if wake_at != float("inf"):
+                    idle_since = None
+                    self._cond.wait(wake_at - now)
+                elif idle_since is not None and now - idle_since >= _IDLE_EXIT_S:
+                    self._thread = None  # begin() starts a new one
+                    return
+                else:
+                    idle_since = now if idle_since is None else idle_since
+                    self._cond.wait(_IDLE_EXIT_S)

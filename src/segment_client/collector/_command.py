@@ -3,11 +3,16 @@
 `segment_client._cli` delegates to `add_parser(subparsers)`; the demo reuses `faults`,
 `plan_validator` and `interrupt_on_sigterm`. Runs on the main thread; `run` blocks
 until Ctrl-C or SIGTERM.
+
+The write key to require comes from `--write-key-file` (first line of the file),
+`$SEGMENT_COLLECTOR_WRITE_KEY`, or `--write-key` (visible to other local users in the
+process list), in that order of preference; it is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -19,7 +24,9 @@ from segment_client._cli import UsageError
 
 from ._faults import Fault, parse_fault
 
-__all__ = ["add_parser", "faults", "interrupt_on_sigterm", "plan_validator", "run"]
+WRITE_KEY_ENV = "SEGMENT_COLLECTOR_WRITE_KEY"
+
+__all__ = ["WRITE_KEY_ENV", "add_parser", "faults", "interrupt_on_sigterm", "plan_validator", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -43,11 +50,45 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--tracking-plan", metavar="PLAN.json",
                         help="check each stored message against this tracking plan and "
                              "record its violations (shown on the debugger page)")
-    parser.add_argument("--write-key", help="require this write key (401 otherwise)")
+    parser.add_argument("--write-key",
+                        help="require this write key (401 otherwise); visible in the "
+                             f"process list: prefer --write-key-file or ${WRITE_KEY_ENV}")
+    parser.add_argument("--write-key-file", metavar="PATH",
+                        help="require the write key on the first line of this file")
     parser.add_argument("--strict", action="store_true",
                         help="answer 400 to a batch with an invalid message")
+    parser.add_argument("--analytics-js-dir", metavar="DIR",
+                        help="serve analytics.js (@segment/analytics-next) from this "
+                             "node_modules (default: ./node_modules when it has it)")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="let web pages of this origin (e.g. http://localhost:3000) "
+                             "send events, with CORS (repeatable)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="also answer requests whose Host is NAME, e.g. a container "
+                             "or LAN name (repeatable; loopback names, IP addresses and "
+                             "--host are always answered)")
+    parser.add_argument("--max-connections", type=int, default=256, metavar="N",
+                        help="connections served at once; more get 503 (default 256)")
+    parser.add_argument("--idle-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="close a connection idle this long (default 60)")
     parser.set_defaults(handler=run)
     return parser
+
+
+def write_key(args: argparse.Namespace) -> str | None:
+    """The write key to require: --write-key-file, then $SEGMENT_COLLECTOR_WRITE_KEY,
+    then --write-key (None: any key). UsageError for an unreadable or empty file."""
+    path: str | None = getattr(args, "write_key_file", None)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as file:
+                key = file.readline().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--write-key-file: cannot read {path}: {exc}") from None
+        if not key:
+            raise UsageError(f"--write-key-file: {path} holds no key on its first line")
+        return key
+    return os.environ.get(WRITE_KEY_ENV) or args.write_key or None
 
 
 def plan_validator(path: str | None) -> Callable[[dict[str, Any]], list[str]] | None:
@@ -84,12 +125,16 @@ def run(args: argparse.Namespace) -> int:
     """Start the collector and serve until Ctrl-C / SIGTERM; returns the exit code."""
     from ._server import Collector
 
+    key = write_key(args)
     try:
         collector = Collector(
-            args.host, args.port, db=args.db, write_key=args.write_key, strict=args.strict,
+            args.host, args.port, db=args.db, write_key=key, strict=args.strict,
             faults=faults(args.fault), seed=args.seed,
             log=None if args.quiet else sys.stdout, discard=args.discard,
             validator=plan_validator(args.tracking_plan),
+            analytics_js_dir=args.analytics_js_dir,
+            allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
+            max_connections=args.max_connections, idle_timeout=args.idle_timeout,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -100,9 +145,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"segment-client: cannot listen on {args.host}:{args.port}: {exc}",
               file=sys.stderr)
         return 1
-    auth = "write key required" if args.write_key else "any write key"
+    auth = "write key required" if key else "any write key"
+    if args.allow_origin:
+        auth += "; events from " + ", ".join(args.allow_origin)
     print(f"segment-client collector listening on {url} (POST {url}/v1/batch; "
           f"page {url}/; db {args.db}; {auth}); Ctrl-C to stop", flush=True)
+    if collector.browser.build is not None:
+        print(f"analytics.js served: snippet script {url}/analytics.js/v2/KEY/analytics.min.js"
+              f" with analytics._cdn=\"{url}\"", flush=True)
     interrupt_on_sigterm()
     try:
         collector.serve_forever()

@@ -6,6 +6,14 @@ nothing about Segment: every request becomes a `Request`, is handed to the `Rout
 (see `_routes.py`) and the handler's `Response` is written back. Connections are tracked
 so `HttpServer.close_connections()` can end them at shutdown.
 
+Bounded by construction: at most `max_connections` connections are served at once (one
+more is answered 503 and closed at once, on the accepting thread, so the ones being
+served keep going); a connection idle (or trickling) past `idle_timeout` seconds is
+closed; request lines and headers are capped; a body is read only with a well-formed
+`Content-Length` (digits) or well-formed chunking, and never past `MAX_READ_BYTES`; a
+body a handler did not read closes the connection instead of being parsed as the next
+request. Every malformed request gets a 4xx naming the problem.
+
 Extension point: none here; feature modules add routes to the route table instead.
 Thread-safety: each connection is served on its own thread; `HttpServer` methods are
 thread-safe.
@@ -15,8 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import errno
 import json
 import logging
+import re
+import resource
 import socket
 import threading
 import time
@@ -38,6 +49,12 @@ logger = logging.getLogger("segment_client.collector")
 MAX_READ_BYTES = 8 * 1024 * 1024
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
 _MAX_HEADERS = 100
+_DIGITS = re.compile(rb"[0-9]{1,19}")
+_HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
+_BUSY_BODY = b'{"success":false,"code":"busy","message":"too many connections; retry later"}'
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+         b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+         % (len(_BUSY_BODY), _BUSY_BODY))
 _date_cache: tuple[int, str] = (0, "")
 
 
@@ -64,13 +81,18 @@ class Headers(dict[str, str]):
 
 
 class HttpError(Exception):
-    """A request refused with `status` and `reason` (`code`: a short machine word)."""
+    """A request refused with `status` and `reason` (`code`: a short machine word).
 
-    def __init__(self, status: int, reason: str, code: str = "invalid_request") -> None:
+    `record=False`: not worth a rejection row (a bad query parameter on a read route).
+    """
+
+    def __init__(self, status: int, reason: str, code: str = "invalid_request", *,
+                 record: bool = True) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.code = code
+        self.record = record
 
 
 @dataclass
@@ -121,7 +143,7 @@ class Request:
 
     def __init__(self, handler: _Handler, method: str, target: str, headers: Headers) -> None:
         self._handler = handler
-        self._body: bytes | None = None
+        self._body: bytes | None = None if handler.has_body() else b""
         self._path: str | None = None
         self.method = method
         self.target = target
@@ -150,18 +172,90 @@ class Request:
         return self._body
 
 
+def _file_limit() -> int:
+    try:
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):  # pragma: no cover - no limit to read
+        return 1024
+
+
 class HttpServer(ThreadingHTTPServer):
-    """Serves `routes` on `address`; tracks its connections. Thread-safe."""
+    """Serves `routes` on `address`; tracks and caps its connections. Thread-safe.
+
+    Args:
+        max_connections: connections served at once; kept below the process's
+            open-file limit so accepting never fails for lack of descriptors.
+        idle_timeout: seconds a connection may sit idle (or between two reads of a
+            request) before it is closed.
+    """
 
     daemon_threads = True
     block_on_close = False
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], routes: RouteTable) -> None:
+    def __init__(self, address: tuple[str, int], routes: RouteTable, *,
+                 max_connections: int = 256, idle_timeout: float = 60.0) -> None:
         self.routes = routes
+        limit = _file_limit()
+        if limit > 0:
+            max_connections = min(max_connections, max(limit // 2, 8))
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.refused_connections = 0
+        self._active = 0
+        self._closing = threading.Event()
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._conn_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                # Out of descriptors (other code in this process holds them): pause
+                # briefly instead of spinning on a listening socket that stays readable.
+                self._closing.wait(0.05)
+            raise
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conn_lock:
+            busy = self._active >= self.max_connections
+            if busy:
+                self.refused_connections += 1
+            else:
+                self._active += 1
+        if busy:
+            # Answered on the accepting thread without reading: a fresh socket's send
+            # buffer takes these bytes at once, so this never waits on the peer.
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(_BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            with self._conn_lock:
+                self._active -= 1
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._conn_lock:
+                self._active -= 1
+
+    def server_close(self) -> None:
+        self._closing.set()
+        super().server_close()
+
+    def counters(self) -> dict[str, int]:
+        """Open connections and connections refused at the cap so far."""
+        with self._conn_lock:
+            return {"connections": self._active,
+                    "refused_connections": self.refused_connections}
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that went away mid-answer is normal (timeouts, dropped faults).
@@ -192,8 +286,6 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes: without this, Nagle plus delayed ACK
     # adds ~40 ms to every keep-alive answer.
     disable_nagle_algorithm = True
-    # Idle keep-alive connections are closed after this many seconds.
-    timeout = 120
     server: HttpServer
     raw_requestline: bytes  # set by BaseHTTPRequestHandler.handle_one_request
     server_version = "segment-client-collector"
@@ -201,6 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.connection.settimeout(self.server.idle_timeout)
         self.server.track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -274,11 +367,13 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in parsed.items():
                 if name.lower() not in headers:
                     dict.__setitem__(headers, name.lower(), value)
+        self.headers = headers  # type: ignore[assignment]
+        self._body_read = False
         request = Request(self, self.command, self.path, headers)
-        try:
-            response = self.server.routes.dispatch(request)
-        except HttpError as exc:
-            response = json_response(exc.status, {"error": exc.reason})
+        response = self.server.routes.dispatch(request)
+        if not self._body_read and self.has_body():
+            # Unread, the body would be parsed as the next request.
+            self.close_connection = True
         try:
             if response.drop:
                 self.close_connection = True
@@ -315,38 +410,84 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- bodies ---------------------------------------------------------------------------
 
+    def has_body(self) -> bool:
+        """True when the request announces a body (chunked, or a length other than 0)."""
+        headers = self.headers
+        return "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
+
     def read_body(self) -> bytes:
-        """The request body, by `Content-Length` or chunked; raises HttpError."""
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        """The request body, by `Content-Length` or chunked; raises HttpError.
+
+        Any refusal closes the connection: what is left of the body cannot be skipped
+        safely.
+        """
+        self._body_read = True
+        try:
+            return self._read_body()
+        except HttpError:
+            self.close_connection = True
+            raise
+        except TimeoutError:
+            self.close_connection = True
+            raise HttpError(408, f"the body did not arrive within {self.server.idle_timeout:g} s",
+                            "timeout") from None
+
+    def _read_body(self) -> bytes:
+        headers = self.headers
+        encoding = headers.get("transfer-encoding")
+        length_text = headers.get("content-length")
+        if encoding is not None:
+            if length_text is not None:
+                raise HttpError(400, "a request may not have both Transfer-Encoding and "
+                                "Content-Length")
+            if encoding.strip().lower() != "chunked":
+                raise HttpError(501, f"unsupported Transfer-Encoding {encoding!r} "
+                                "(chunked only)")
             return self._read_chunked()
-        length_text = self.headers.get("Content-Length")
         if length_text is None:
             return b""
-        try:
-            length = int(length_text)
-        except ValueError:
-            self.close_connection = True
-            raise HttpError(400, f"bad Content-Length {length_text!r}") from None
+        if not _DIGITS.fullmatch(length_text.strip().encode("latin-1", "replace")):
+            raise HttpError(400, f"bad Content-Length {length_text[:40]!r}: expected a "
+                            "number of bytes (digits only)")
+        length = int(length_text)
         if length > MAX_READ_BYTES:
-            self.close_connection = True  # the unread body makes the connection unusable
-            raise HttpError(400, f"Exceed payload limit: request body is {length} bytes",
-                            "too_large")
-        return self.rfile.read(length)
+            raise HttpError(400, f"Exceed payload limit: request body is {length} bytes "
+                            f"(this collector reads at most {MAX_READ_BYTES})", "too_large")
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise HttpError(400, f"the body ended after {len(body)} of {length} bytes")
+        return body
 
     def _read_chunked(self) -> bytes:
         parts: list[bytes] = []
         total = 0
+        readline = self.rfile.readline
         while True:
-            line = self.rfile.readline(1024)
-            size = int(line.split(b";")[0].strip() or b"0", 16)
+            line = readline(1026)
+            if not line.endswith(b"\n"):
+                raise HttpError(400, "bad chunked body: a chunk size line is missing, "
+                                "cut off, or over 1024 bytes")
+            size_text = line.split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(size_text):
+                raise HttpError(400, f"bad chunked body: chunk size {size_text[:20]!r} "
+                                "is not a hexadecimal number")
+            size = int(size_text, 16)
             if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
+                for _ in range(_MAX_HEADERS + 1):
+                    trailer = readline(65537)
+                    if trailer in (b"\r\n", b"\n"):
+                        return b"".join(parts)
+                    if not trailer.endswith(b"\n"):
+                        break
+                raise HttpError(400, "bad chunked body: trailers missing their end, too "
+                                "long or too many")
             total += size
             if total > MAX_READ_BYTES:
-                self.close_connection = True
-                raise HttpError(400, "Exceed payload limit: chunked body too large",
-                                "too_large")
-            parts.append(self.rfile.read(size))
-            self.rfile.readline(16)
+                raise HttpError(400, f"Exceed payload limit: chunked body over "
+                                f"{MAX_READ_BYTES} bytes", "too_large")
+            data = self.rfile.read(size)
+            if len(data) < size:
+                raise HttpError(400, "bad chunked body: it ended inside a chunk")
+            parts.append(data)
+            if readline(3) not in (b"\r\n", b"\n"):
+                raise HttpError(400, "bad chunked body: a chunk is longer than its size")

@@ -1,10 +1,13 @@
 """Ingest: decode, check and store what clients send to `/v1/batch` and the single routes.
 
-Each ingest request is checked (size, encoding, JSON, write key, strict validity), then
-validated message by message and stored with one batched insert on the connection's
-thread. (A separate writer thread was measured: the GIL hand-offs around SQLite cost
-~20% more CPU per event, so the store is written inline.) Faults from the `FaultPlan`
-are applied here.
+Each ingest request is checked (size, encoding, nesting, JSON, write key, message count
+and size, strict validity), then validated message by message and stored, with the
+rejections it causes, in one transaction; the answer (200) is sent only once that is
+committed (group commit in the store shares one transaction among the requests that
+arrive together). Faults from the `FaultPlan` are applied here.
+
+Decoding (limits, compression, nesting, JSON, lone surrogates, a `writeKey` in a message)
+is `_decode.py`'s.
 
 Extension point: feature modules follow ingest through the store, not through this
 module: `Store.add_listener(on_rows)` (also `Collector.add_listener`) is called after
@@ -24,37 +27,44 @@ import json
 import logging
 import threading
 import uuid
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from ._decode import (
+    INGEST_PATHS,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    MAX_REQUEST_BYTES,
+    decode,
+)
 from ._faults import Fault, FaultPlan
 from ._http import Headers, HttpError, Request, Response
-from ._parse import dumps_fast, loads_fast, parse_batch
 from ._routes import RouteTable
-from ._store import Store, StoredMessage
+from ._store import RejectionRow, Store, StoredMessage, StoreError
 from ._validate import MESSAGE_TYPES, validate_message
 
-__all__ = ["INGEST_PATHS", "MAX_MESSAGE_BYTES", "MAX_REQUEST_BYTES", "Ingest", "Validator"]
+__all__ = [
+    "INGEST_PATHS",
+    "MAX_BATCH_MESSAGES",
+    "MAX_MESSAGE_BYTES",
+    "MAX_REQUEST_BYTES",
+    "Ingest",
+    "Validator",
+    "now_iso",
+]
 
 logger = logging.getLogger("segment_client.collector")
 
 Validator = Callable[[dict[str, Any]], list[str]]
 
-# The Tracking API's limits: 32 KB per message (and per single-message request),
-# 500 KB per batch request; both answered 400 "Exceed payload limit".
-MAX_MESSAGE_BYTES = 32 * 1024
-MAX_REQUEST_BYTES = 500 * 1024
-_SINGLE_ROUTES = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
-INGEST_PATHS = ("/v1/batch", "/v1/import", *_SINGLE_ROUTES)
 # The violations of a message without any (shared, never modified).
 _NONE: list[str] = []
 _SUCCESS = json.dumps({"success": True}).encode()
-_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """Now, as the collector stamps `receivedAt`."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"
     )
@@ -118,7 +128,16 @@ class Ingest:
     def register(self, routes: RouteTable) -> None:
         """Add the ingest routes (POST /v1/batch, /v1/import, /v1/track, ...)."""
         for path in INGEST_PATHS:
-            routes.add("POST", path, self.handle)
+            routes.add("POST", path, self.handle, access="ingest")
+
+    def handler(self, kind: str | None = None) -> Callable[[Request], Response]:
+        """A route handler ingesting like `/v1/batch` (`kind=None`) or like the
+        single-message route of `kind` ("track", ...), for another path: a feature
+        module adds, say, analytics.js's short paths with
+        `routes.add("POST", "/v1/t", ingest.handler("track"), access="ingest")`."""
+        if kind is not None and kind not in MESSAGE_TYPES:
+            raise ValueError(f"kind is one of {', '.join(MESSAGE_TYPES)} or None, got {kind!r}")
+        return lambda request: self.handle(request, kind or "")
 
     def counters(self) -> dict[str, int]:
         """requests, faults_injected and fault_stored_messages."""
@@ -136,10 +155,13 @@ class Ingest:
 
     # -- the route ------------------------------------------------------------------------
 
-    def handle(self, request: Request) -> Response:
-        """One ingest request: faults, body, checks; storing runs after the answer."""
+    def handle(self, request: Request, kind: str | None = None) -> Response:
+        """One ingest request: faults, body, checks, then store; 200 once committed.
+
+        `kind`: see `handler` ("" for a batch whatever the path; None: from the path).
+        """
         path = request.path
-        received_at = _now()
+        received_at = now_iso()
         fault = self.plan.pick()
         if fault is not None and fault.delay and self.stopping.wait(fault.delay):
             return Response(drop=True)
@@ -147,35 +169,23 @@ class Ingest:
             body = request.body()
         except HttpError as exc:
             self.reject(received_at, path, exc.status, exc.reason)
-            response = _refusal(exc)
-            return response
+            return _refusal(exc)
         with self._counter_lock:
             self.requests += 1
         if fault is not None and not fault.store and (fault.drop or fault.status):
             return self._inject(fault, path, received_at, 0)
         try:
-            job = self.check(path, request.headers, body, received_at)
+            job = self.check(path, request.headers, body, received_at, kind)
         except HttpError as exc:
             self.reject(received_at, path, exc.status, exc.reason)
             return _refusal(exc)
-        if fault is not None and (fault.drop or fault.status):
+        try:
             self.write(job)
+        except StoreError as exc:
+            return self._store_failed(job, exc)
+        if fault is not None and (fault.drop or fault.status):
             return self._inject(fault, path, received_at, len(job.messages))
-        # Answer first, then store: the client prepares its next batch while this one is
-        # written (the two processes overlap instead of taking turns). Every read waits
-        # for the batches answered before it (Store.hold), so whatever was answered 200
-        # is still visible to every later read.
-        ticket = self.store.hold()
-
-        def store_it() -> None:
-            try:
-                self.write(job)
-            except Exception as exc:  # noqa: BLE001 - answered already: report, never hide
-                self._store_failed(job, exc)
-            finally:
-                self.store.release(ticket)
-
-        return Response(200, _SUCCESS, after=store_it)
+        return Response(200, _SUCCESS)
 
     def _inject(self, fault: Fault, path: str, received_at: str, stored: int) -> Response:
         after = f" after storing {stored} message(s)" if fault.store else ""
@@ -198,7 +208,10 @@ class Ingest:
 
     def reject(self, received_at: str, path: str, status: int, reason: str) -> None:
         """Record one rejected request (or message) and print it when logging."""
-        self.store.add_rejection(received_at, path, status, reason)
+        try:
+            self.store.add_rejection(received_at, path, status, reason)
+        except StoreError:
+            logger.exception("collector: could not record a rejection: %s", reason)
         if self.log is not None:
             self._print(f"{received_at[11:23]}  {path:<12} rejected {status or 'drop'}: {reason}")
 
@@ -226,23 +239,14 @@ class Ingest:
         if key != self.write_key:
             raise HttpError(401, "invalid write key", "unauthorized")
 
-    def check(self, path: str, headers: Headers, body: bytes, received_at: str) -> _Job:
-        """Everything that decides the answer: size, encoding, JSON, key, strict validity.
-
-        Returns the messages to store, or raises HttpError.
-        """
-        single = _SINGLE_ROUTES.get(path)
-        limit = MAX_MESSAGE_BYTES if single else MAX_REQUEST_BYTES
-        if len(body) > limit:
-            raise HttpError(400, f"Exceed payload limit: request is over {limit} bytes",
-                            "too_large")
-        data_bytes = _decompress(body, headers.get("Content-Encoding", ""))
-        if len(data_bytes) > limit:
-            raise HttpError(400, f"Exceed payload limit: request is over {limit} bytes",
-                            "too_large")
-        checked = None if single else self._checked_fast(headers, data_bytes)
-        if checked is None:
-            checked = self._checked(headers, data_bytes, single)
+    def check(self, path: str, headers: Headers, body: bytes, received_at: str,
+              kind: str | None = None) -> _Job:
+        """Everything that decides the answer: size, encoding, nesting, JSON, key, count,
+        strict validity. Returns the messages to store, or raises HttpError."""
+        if kind == "":
+            single, checked = decode("/v1/batch", headers, body, self._check_key)
+        else:
+            single, checked = decode(path, headers, body, self._check_key, kind)
         problems: list[str] | None = None
         if self.strict:
             problems = _problems(checked, single)
@@ -252,97 +256,13 @@ class Ingest:
                 )
         return _Job(received_at, path, single, checked, problems is not None)
 
-    def _checked_fast(
-        self, headers: Headers, data_bytes: bytes
-    ) -> list[tuple[Any, str]] | None:
-        """A batch decoded by orjson, each message re-encoded compactly for storage.
-
-        None when orjson is missing or refuses the body, and when a message could be over
-        the size limit as sent (whitespace or escapes the compact form does not have):
-        the exact path (`_checked`) then decides, with the same outcome and messages.
-        """
-        if loads_fast is None:
-            return None
-        try:
-            data = loads_fast(data_bytes)
-        except ValueError:  # orjson.JSONDecodeError; the stdlib path words the error
-            return None
-        if type(data) is not dict:
-            return None
-        items = data.get("batch")
-        if type(items) is not list:
-            return None
-        self._check_key(headers, data)
-        context = data.get("context")
-        if type(context) is not dict:
-            context = None
-        if context is not None:
-            for message in items:
-                if type(message) is dict and "context" not in message:
-                    message["context"] = context  # batch-level context applies to each
-        raws = list(map(dumps_fast, items))
-        sizes = list(map(len, raws))
-        # Each message as sent is at most its compact size plus everything in the body
-        # that is not a compact message (framing, whitespace, longer escapes).
-        slack = max(len(data_bytes) - sum(sizes), 0)
-        largest = max(sizes, default=0)
-        if len(data_bytes) > MAX_MESSAGE_BYTES and largest + slack > MAX_MESSAGE_BYTES:
-            return None
-        return list(zip(items, [raw.decode() for raw in raws], strict=True))
-
-    def _checked(
-        self, headers: Headers, data_bytes: bytes, single: str | None
-    ) -> list[tuple[Any, str]]:
-        """The request's messages with their JSON texts as sent (stdlib parser)."""
-        try:
-            text = data_bytes.decode("utf-8-sig")
-            if single:
-                value, items = json.loads(text), None
-                if not isinstance(value, dict):
-                    raise TypeError(type(value).__name__)
-                data: dict[str, Any] = value
-            else:
-                data, items = parse_batch(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HttpError(400, f"malformed JSON: {exc}", "invalid_json") from None
-        except TypeError as exc:
-            raise HttpError(400, f"the body must be a JSON object, got {exc}") from None
-        self._check_key(headers, data)
-        if single:
-            messages: list[tuple[Any, str | None]] = [(data, None)]
-        elif items is None:
-            raise HttpError(400, "the body needs a batch array: {\"batch\": [...]}")
-        else:
-            messages = list(items)
-        context = None if single else data.get("context")
-        checked: list[tuple[Any, str]] = []
-        for index, (message, raw) in enumerate(messages):
-            if isinstance(message, dict):
-                if single and "type" not in message:
-                    message["type"] = single
-                    raw = None
-                if isinstance(context, dict) and "context" not in message:
-                    message["context"] = context  # batch-level context applies to each
-                    raw = None
-            if raw is None:
-                raw = _DUMPS(message)
-            # len() counts characters; only a long text needs its exact UTF-8 size.
-            if len(raw) * 4 > MAX_MESSAGE_BYTES and len(raw.encode()) > MAX_MESSAGE_BYTES:
-                raise HttpError(
-                    400,
-                    f"Exceed payload limit: message {index} is {len(raw.encode())} bytes "
-                    f"(limit {MAX_MESSAGE_BYTES})",
-                    "too_large",
-                )
-            checked.append((message, raw))
-        return checked
-
     # -- storing --------------------------------------------------------------------------
 
     def write(self, job: _Job) -> None:
-        """Validate (unless done already) and store one checked request."""
+        """Validate (unless done already) and store one checked request with the
+        rejections of its invalid messages, in one transaction. Raises StoreError."""
         validator = self.validator
-        problems: list[str] = []
+        problems: list[RejectionRow] = []
         if job.validated or self.discard:
             accepted: list[StoredMessage] = [(m, raw, _NONE) for m, raw in job.messages]
         else:
@@ -352,9 +272,11 @@ class Ingest:
             for index, (message, raw) in enumerate(job.messages):
                 reasons = validate_message(message, single)
                 if reasons:
-                    problems.append(
-                        f"message {index}{_describe(message)}: {'; '.join(reasons)}"
-                    )
+                    problems.append((
+                        job.received_at, job.path, 200,
+                        f"dropped invalid message {index}{_describe(message)}: "
+                        f"{'; '.join(reasons)}",
+                    ))
                 else:
                     append((message, raw, _NONE))
         if validator is not None:
@@ -364,19 +286,25 @@ class Ingest:
             batch_id = f"{self._batch_prefix}-{self._batch_seq}"
         duplicates = 0
         if accepted:
-            _, duplicates = self.store.add_batch(batch_id, job.received_at, accepted)
-        for problem in problems:
-            self.reject(job.received_at, job.path, 200, f"dropped invalid {problem}")
-        if self.log is not None and accepted:
-            self._print(_batch_line(job.received_at, job.path, batch_id, accepted, duplicates))
+            _, duplicates = self.store.add_batch(batch_id, job.received_at, accepted, problems)
+        elif problems:
+            self.store.add_rejections(problems)
+        if self.log is not None:
+            for _, _, status, reason in problems:
+                self._print(f"{job.received_at[11:23]}  {job.path:<12} rejected {status}: "
+                            f"{reason}")
+            if accepted:
+                self._print(_batch_line(job.received_at, job.path, batch_id, accepted,
+                                        duplicates))
 
-    def _store_failed(self, job: _Job, exc: Exception) -> None:
-        """A batch answered 200 could not be stored (a locked or full database file)."""
-        reason = (f"answered 200 but stored none of {len(job.messages)} message(s): "
-                  f"{type(exc).__name__}: {exc}")
+    def _store_failed(self, job: _Job, exc: StoreError) -> Response:
+        """A batch that could not be committed (a locked or full database file): 500,
+        so the client retries, and a rejection naming why."""
+        reason = f"stored none of {len(job.messages)} message(s): {exc}"
         logger.error("collector: %s", reason)
-        with contextlib.suppress(Exception):
-            self.reject(job.received_at, job.path, 500, reason)
+        self.reject(job.received_at, job.path, 500, reason)
+        body = json.dumps({"success": False, "code": "store_failed", "message": reason})
+        return Response(500, body.encode())
 
     def _violations(self, message: dict[str, Any]) -> list[str]:
         if self.validator is None:
@@ -394,22 +322,6 @@ def _problems(checked: list[tuple[Any, str]], single: str | None) -> list[str]:
         if reasons:
             problems.append(f"message {index}{_describe(message)}: {'; '.join(reasons)}")
     return problems
-
-
-def _decompress(body: bytes, encoding: str) -> bytes:
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise HttpError(415, f"unsupported Content-Encoding {encoding!r} (gzip or deflate)")
-    # Bounded: a gzip bomb stops one byte past the request limit.
-    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-    inflater = zlib.decompressobj(wbits)
-    try:
-        data = inflater.decompress(body, MAX_REQUEST_BYTES + 1)
-    except zlib.error as exc:
-        raise HttpError(400, f"body is not valid {encoding}: {exc}") from None
-    return data
 
 
 def _describe(message: Any) -> str:

@@ -17,7 +17,17 @@ import json
 import re
 from typing import Any
 
-__all__ = ["ParsedMessage", "dumps_fast", "loads_fast", "parse_batch"]
+__all__ = [
+    "ParsedMessage",
+    "TooManyItems",
+    "depth_exceeds",
+    "dumps_fast",
+    "fix_surrogates",
+    "has_surrogate_escape",
+    "loads_fast",
+    "nesting_refusal",
+    "parse_batch",
+]
 
 try:
     import orjson
@@ -30,6 +40,116 @@ dumps_fast: Any = None if orjson is None else orjson.dumps
 _ws_match = re.compile(r"[ \t\n\r]*").match
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _BLANK = frozenset(" \t\n\r")
+
+
+# Everything but the bytes that shape nesting: brackets and (to find strings) quotes.
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_FAST_PASSES = 16
+_OPENERS = frozenset(b"[{")
+_OPENER_OF = {ord("]"): ord("["), ord("}"): ord("{")}
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def nesting_refusal(data: bytes, limit: int) -> str | None:
+    """Why `data` (JSON) cannot be parsed safely: nesting past `limit` levels, or
+    brackets that do not pair up; None when it may be parsed.
+
+    Bounded work, linear in the body, whatever it holds: the body shrinks in C to its
+    bracket skeleton (escapes, then everything but brackets and quotes, then strings
+    are dropped), and each pass strips at least one level of innermost `[]`/`{}` pairs.
+    A parser never sees a body it would recurse into without bound.
+    """
+    if len(data) < 2 * (limit + 1):
+        return None  # each level takes two bytes at least
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = data.translate(None, _NOT_STRUCTURE)
+    # Strings holding no bracket are adjacent quote pairs; when they all go this way,
+    # every string was bracket-free (the leftmost quote can only pair with its neighbour).
+    skeleton = text.replace(b'""', b"")
+    if b'"' in skeleton:
+        skeleton = b"".join(text.split(b'"')[::2])
+    # A few fast passes in C, each stripping one or two levels of innermost pairs: an
+    # ordinary body (a dozen levels at most) is done here.
+    reduced = skeleton
+    for _ in range(min(_FAST_PASSES, limit // 2)):
+        if not reduced:
+            return None
+        shorter = reduced.replace(b"[]", b"").replace(b"{}", b"")
+        if len(shorter) == len(reduced):
+            return "malformed JSON: brackets do not pair up"
+        reduced = shorter
+    if not reduced:
+        return None
+    # Deeper: one exact walk, which stops at the first level past the limit.
+    stack: list[int] = []
+    push, pop = stack.append, stack.pop
+    for byte in skeleton:
+        if byte in _OPENERS:
+            push(byte)
+            if len(stack) > limit:
+                return f"objects and arrays nest deeper than the limit of {limit} levels"
+        elif not stack or pop() != _OPENER_OF[byte]:
+            return "malformed JSON: brackets do not pair up"
+    if stack:
+        return "malformed JSON: brackets do not pair up"
+    return None
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """True when `value` nests objects/arrays deeper than `limit` levels (itself level 1).
+
+    Iterative, and stops at the limit: bounded work for any value."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            if level > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children
+                         if isinstance(child, dict | list))
+    return False
+
+
+def has_surrogate_escape(text: str) -> bool:
+    """True when `text` (JSON) holds a `\\uD800`..`\\uDFFF` escape (maybe a lone
+    surrogate, which UTF-8 cannot encode)."""
+    return _SURROGATE_ESCAPE.search(text) is not None
+
+
+def _fix_text(text: str) -> str:
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def fix_surrogates(value: Any) -> tuple[Any, bool]:
+    """`value` with every lone surrogate (in keys and strings) replaced by U+FFFD, and
+    whether anything changed. Decoded JSON only (dicts, lists, scalars)."""
+    if isinstance(value, str):
+        fixed = _fix_text(value)
+        return fixed, fixed != value
+    if isinstance(value, list):
+        changed = False
+        for index, item in enumerate(value):
+            new, item_changed = fix_surrogates(item)
+            if item_changed:
+                value[index] = new
+                changed = True
+        return value, changed
+    if isinstance(value, dict):
+        changed = False
+        for key in list(value):
+            item, item_changed = fix_surrogates(value[key])
+            new_key = _fix_text(key)
+            if new_key != key:
+                del value[key]
+                changed = True
+            if item_changed or new_key != key:
+                value[new_key] = item
+                changed = True
+        return value, changed
+    return value, False
 
 
 def _skip(text: str, index: int) -> int:
@@ -52,11 +172,14 @@ def _value(text: str, index: int) -> tuple[Any, int]:
         raise _fail(text, index, "a value") from None
 
 
-def parse_batch(text: str) -> tuple[dict[str, Any], list[ParsedMessage] | None]:
+def parse_batch(
+    text: str, max_items: int | None = None
+) -> tuple[dict[str, Any], list[ParsedMessage] | None]:
     """Parse a JSON object; its `batch` array (if any) comes back element by element.
 
     Returns the object's other members, and the batch's elements with their texts (None
-    when there is no `batch` array). Raises ValueError on malformed JSON.
+    when there is no `batch` array). Raises ValueError on malformed JSON, and
+    `TooManyItems` as soon as the batch holds more than `max_items` elements.
     """
     index = _skip(text, 0)
     if text[index : index + 1] != "{":
@@ -79,7 +202,7 @@ def parse_batch(text: str) -> tuple[dict[str, Any], list[ParsedMessage] | None]:
                 raise _fail(text, index, "':'")
             index = _skip(text, index + 1)
             if key == "batch" and text[index : index + 1] == "[":
-                items, index = _array(text, index)
+                items, index = _array(text, index, max_items)
             else:
                 members[key], index = _value(text, index)
             index = _skip(text, index)
@@ -96,7 +219,11 @@ def parse_batch(text: str) -> tuple[dict[str, Any], list[ParsedMessage] | None]:
     return members, items
 
 
-def _array(text: str, index: int) -> tuple[list[ParsedMessage], int]:
+class TooManyItems(ValueError):
+    """A batch array longer than allowed (parsing stopped there)."""
+
+
+def _array(text: str, index: int, max_items: int | None) -> tuple[list[ParsedMessage], int]:
     # The hot loop of the collector: one C scan per element. Compact bodies (what every
     # client sends) take the fast branch; whitespace falls back to the regex skip.
     items: list[ParsedMessage] = []
@@ -111,6 +238,8 @@ def _array(text: str, index: int) -> tuple[list[ParsedMessage], int]:
         except StopIteration:
             raise _fail(text, index, "a value") from None
         append((value, text[index:end]))
+        if max_items is not None and len(items) > max_items:
+            raise TooManyItems(f"the batch holds more than {max_items} messages")
         char = text[end : end + 1]
         if char == ",":
             index = end + 1

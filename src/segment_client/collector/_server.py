@@ -9,20 +9,24 @@ shares no private state with them.
 Extension points for feature modules (identity graph, routing, warehouse, usage):
 `collector.routes.add(method, path, handler)` adds a route, `collector.routes.add_view(
 path, title)` a debugger view (a separate file under static/), and
-`collector.add_listener(on_rows)` follows every committed batch. A feature module
-usually offers `register(collector)` doing those calls.
+`collector.add_listener(on_rows)` follows every committed batch, and
+`collector.ingest.handler(kind)` ingests on another path (analytics.js's short routes).
+A feature module usually offers `register(collector)` doing those calls.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TextIO
 
+from . import _analytics_js, _profiles
+from ._access import AccessPolicy
 from ._faults import Fault, FaultPlan
-from ._http import HttpServer
-from ._ingest import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, Ingest, Validator
+from ._http import HttpServer, Request
+from ._ingest import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, Ingest, Validator, now_iso
 from ._routes import RouteTable, register_builtin_routes
 from ._store import Listener, Store
 
@@ -55,6 +59,18 @@ class Collector:
         log: a stream for one line per batch (None: quiet).
         discard: count only (totals, types, events, duplicates, batches) without
             validating or storing messages: for benchmarks that must not measure SQLite.
+        analytics_js_dir: where the `@segment/analytics-next` build is (a node_modules,
+            the package or its dist/umd) for the collector to serve; None: ./node_modules
+            when it has one. See docs/identity.md.
+        allowed_origins: browser origins (`"http://localhost:3000"`) that may send
+            events (analytics.js), answered with CORS; other origins get 403. `"*"`
+            allows every origin (any page you visit could then write events).
+        allowed_hosts: `Host` names to answer besides loopback names, IP literals and
+            `host` (DNS rebinding protection); `"*"`: any.
+        max_connections: connections served at once; past it, new ones get 503.
+        idle_timeout: seconds before an idle (or trickling) connection is closed.
+
+    Raises ValueError for a malformed origin or host name.
     """
 
     def __init__(
@@ -70,7 +86,20 @@ class Collector:
         validator: Validator | None = None,
         log: TextIO | None = None,
         discard: bool = False,
+        analytics_js_dir: str | os.PathLike[str] | None = None,
+        allowed_origins: Iterable[str] = (),
+        allowed_hosts: Iterable[str] = (),
+        max_connections: int = 256,
+        idle_timeout: float = 60.0,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        if not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be > 0 seconds, got {idle_timeout}")
+        self.policy = AccessPolicy(host, allowed_hosts=allowed_hosts,
+                                   allowed_origins=allowed_origins)
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self.host = host
         self.port = port
         self.store = Store(db, persist=not discard)
@@ -80,11 +109,16 @@ class Collector:
             self.store, self.plan, self._stopping, write_key=write_key, strict=strict,
             validator=validator, log=log, discard=discard,
         )
-        self.routes = RouteTable()
+        self.routes = RouteTable(self.policy)
+        self.routes.on_refusal = self._refused
         register_builtin_routes(self.routes, self)
         self.ingest.register(self.routes)
+        # Feature modules (identity graph, analytics.js): their own routes and listeners.
+        self.profiles = _profiles.register(self)
+        self.browser = _analytics_js.register(self, analytics_js_dir)
         self._server: HttpServer | None = None
         self._thread: threading.Thread | None = None
+        self._refused_connections = 0  # by servers already stopped
 
     # -- configuration (read by ingest on every request) --------------------------------
 
@@ -125,6 +159,9 @@ class Collector:
         """Count only, store nothing."""
         return self.ingest.discard
 
+    def _refused(self, request: Request, status: int, reason: str) -> None:
+        self.ingest.reject(now_iso(), request.path[:200], status, reason)
+
     def add_listener(
         self, on_rows: Listener, on_clear: Callable[[], None] | None = None
     ) -> Callable[[], None]:
@@ -144,7 +181,9 @@ class Collector:
         if self._server is not None:
             return self.url
         self._stopping.clear()
-        server = HttpServer((self.host, self.port), self.routes)
+        server = HttpServer((self.host, self.port), self.routes,
+                            max_connections=self.max_connections,
+                            idle_timeout=self.idle_timeout)
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -159,6 +198,7 @@ class Collector:
         server, self._server = self._server, None
         if server is None:
             return
+        self._refused_connections += server.counters()["refused_connections"]
         self._stopping.set()
         server.shutdown()
         server.server_close()
@@ -198,6 +238,9 @@ class Collector:
         """Counts by type and track event, totals, duplicates, rejections, batches, faults."""
         stats = self.store.stats()
         stats.update(self.ingest.counters())
+        server = self._server
+        stats["refused_connections"] = self._refused_connections + (
+            server.counters()["refused_connections"] if server is not None else 0)
         return stats
 
     def events(self, **filters: Any) -> list[dict[str, Any]]:

@@ -1,21 +1,28 @@
 """The collector's SQLite store: accepted messages, rejected requests and live counters.
 
-One connection guarded by one lock (SQLite serialises writers anyway); a batch is
-written with one `executemany` and one commit. Counters live in memory (rebuilt from
-the file when one is reopened), so `stats()` never scans the table. Thread-safe.
+One connection guarded by one lock. Writes use group commit: every writing thread
+queues its batch (messages plus the rejections it caused) and blocks; one of them at a
+time commits everything queued so far in one transaction (WAL mode for a file), and
+each returns once its batch is committed, so the collector answers 200 only for what is
+stored while many connections share each commit. A transaction that fails is rolled
+back and its batches retried one by one; a batch that still fails raises `StoreError`
+to its own writer only, and the store keeps working. Counters live in memory (rebuilt
+from the file when one is reopened) and change only after a commit, so `stats()` never
+scans the table. Thread-safe.
 
 Extension point: `Store.add_listener(on_rows, on_clear=None)`. After every committed
-batch, `on_rows(rows)` gets that batch's `StoredRow`s (oldest first), on the thread
-that stored them, after the commit and outside the store's lock: a feature module
-(identity graph, routing, warehouse, usage counters) follows ingest without touching
-it. A listener must be quick (hand heavy work to its own thread) and must not call
-back into the store's writes; its exceptions are logged and never reach ingest.
-`on_clear()` runs after `clear()`. Listeners are not called when nothing is persisted
-(`persist=False`).
+batch, `on_rows(rows)` gets that batch's `StoredRow`s (oldest first), in commit order,
+outside the store's lock and before the batch's writer returns (so a read after a 200
+sees what listeners did): a feature module (identity graph, routing, warehouse, usage
+counters) follows ingest without touching it. A listener must be quick (hand heavy
+work to its own thread) and must not write to the store; its exceptions are logged and
+never reach ingest. `on_clear()` runs after `clear()`, in the same order. Listeners
+are not called when nothing is persisted (`persist=False`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -23,11 +30,22 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
-__all__ = ["Listener", "Store", "StoredMessage", "StoredRow"]
+from ._rows import (
+    Listener,
+    RejectionRow,
+    StoredMessage,
+    StoredRow,
+    StoreError,
+    Write,
+    clean,
+    event_rows,
+    find_duplicates,
+    text_id,
+)
+
+__all__ = ["Listener", "RejectionRow", "Store", "StoreError", "StoredMessage", "StoredRow"]
 
 logger = logging.getLogger("segment_client.collector")
 
@@ -57,30 +75,6 @@ CREATE TABLE IF NOT EXISTS rejections (
 _EVENT_COLUMNS = "id, received_at, batch_id, duplicate, violations, message"
 
 
-# One accepted message, ready to insert: the parsed form, its JSON text, its violations.
-# A plain tuple: the store handles ~100,000 of them a second.
-StoredMessage = tuple[dict[str, Any], str, list[str]]
-
-
-@dataclass(frozen=True)
-class StoredRow:
-    """One committed message as listeners see it (the `message` dict is shared: read it,
-    never modify it)."""
-
-    id: int
-    received_at: str
-    batch_id: str
-    duplicate: bool
-    message: dict[str, Any]
-    violations: list[str]
-
-
-Listener = Callable[[Sequence[StoredRow]], None]
-
-
-def _text_id(value: Any) -> str | None:
-    return value if value is None or type(value) is str else str(value)
-
 
 class Store:
     """Accepted messages and rejections in SQLite, plus in-memory counters. Thread-safe."""
@@ -92,15 +86,19 @@ class Store:
         self.changed = threading.Condition(self._lock)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         if path != ":memory:":
-            # A development store: losing the last batch on a power cut is acceptable,
-            # waiting for fsync on every batch is not.
+            # A committed batch is in the file (the OS has it) when add_batch returns: it
+            # survives the collector being killed. No fsync per commit or checkpoint: a
+            # development store may lose its last batches to a power cut or an OS crash;
+            # waiting for the disk on every batch would halve its throughput.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(_SCHEMA)
         self._recent: deque[tuple[int, int]] = deque()  # (second, messages) for 60 s
-        # Batches answered but not yet stored (see hold()), by ticket.
-        self._issued = 0
-        self._pending: set[int] = set()
+        # Group commit: queued writes, and whether a thread is committing (guarded by
+        # the condition's own lock, never held while SQLite works).
+        self._queue_cv = threading.Condition(threading.Lock())
+        self._queue: list[Write] = []
+        self._committing = False
         self._listeners: list[tuple[Listener, Callable[[], None] | None]] = []
         self._load_counters()
 
@@ -120,7 +118,7 @@ class Store:
         return remove
 
     def _notify(self, rows: Sequence[StoredRow] | None) -> None:
-        # Outside the lock: a slow listener delays only the thread that stored the batch.
+        # Outside the data lock (reads go on); in commit order (one committer at a time).
         for on_rows, on_clear in self._listeners:
             try:
                 if rows is not None:
@@ -161,144 +159,178 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------
 
-    def hold(self) -> int:
-        """Announce a batch that will be stored soon; reads from now on wait for it.
-
-        Returns a ticket for `release`, which must follow (in a `finally`).
-        """
-        with self._lock:
-            self._issued += 1
-            self._pending.add(self._issued)
-            return self._issued
-
-    def release(self, ticket: int) -> None:
-        """The batch announced with `ticket` is stored (or failed): reads may go on."""
-        with self._lock:
-            self._pending.discard(ticket)
-            self.changed.notify_all()
-
-    def _settle(self) -> None:
-        """With the lock held: wait for the batches announced before this call.
-
-        Only those: batches announced later do not hold a reader back, so busy
-        connections cannot starve it.
-        """
-        if self._pending:
-            target = self._issued
-            self.changed.wait_for(lambda: not self._pending or min(self._pending) > target)
-
     def add_batch(
-        self, batch_id: str, received_at: str, messages: Sequence[StoredMessage]
+        self, batch_id: str, received_at: str, messages: Sequence[StoredMessage],
+        rejections: Sequence[RejectionRow] = (),
     ) -> tuple[int, int]:
-        """Store one accepted request's messages. Returns (stored, duplicates)."""
-        ids: list[str | None] = []
-        kinds: dict[Any, int] = {}
-        events: dict[Any, int] = {}
-        for message, _, _ in messages:
-            message_id = message.get("messageId")
-            if message_id is not None and type(message_id) is not str:
-                message_id = str(message_id)
-            ids.append(message_id)
-            kind = message.get("type")
-            kinds[kind] = kinds.get(kind, 0) + 1
-            if kind == "track":
-                event = message.get("event")
-                events[event] = events.get(event, 0) + 1
-        count = len(messages)
-        with_violations = sum(1 for _, _, violations in messages if violations)
-        first = 0
-        with self._lock:
-            seen = self.seen
-            new = {message_id for message_id in ids if message_id is not None}
-            if len(new) == count and seen.isdisjoint(new):
-                # The usual case, checked in C: no id repeats within the batch or before.
-                flags = [False] * count
-                duplicates = 0
-                seen |= new
+        """Store one request's accepted messages and the rejections it caused, in one
+        transaction committed before this returns. Returns (stored, duplicates).
+
+        Blocks while other writers' batches commit alongside. Raises StoreError when it
+        could not be committed (then nothing of it is kept).
+        """
+        write = Write(batch_id, received_at, messages, list(rejections))
+        self._submit(write)
+        return write.result
+
+    def add_rejection(self, received_at: str, path: str, status: int, reason: str) -> None:
+        """Record one rejected request (or rejected message) and why (committed)."""
+        self.add_rejections([(received_at, path, status, reason)])
+
+    def add_rejections(self, rows: Sequence[RejectionRow]) -> None:
+        """Record many rejections with one insert (committed before this returns)."""
+        self._submit(Write(None, "", (), list(rows)))
+
+    def _submit(self, write: Write) -> None:
+        cv = self._queue_cv
+        with cv:
+            self._queue.append(write)
+            if self._committing:
+                cv.notify_all()  # lets a waiter (a test) see the queue grow
+            while not write.done and self._committing:
+                cv.wait()
+            if write.done:
+                group: list[Write] = []
             else:
-                flags = []
-                duplicates = 0
-                for message_id in ids:
-                    duplicate = message_id is not None and message_id in seen
-                    if message_id is not None:
-                        seen.add(message_id)
-                    duplicates += duplicate
-                    flags.append(duplicate)
+                self._committing = True
+                group, self._queue = self._queue, []
+        if group:
+            try:
+                self._commit(group)
+            finally:
+                with cv:
+                    for item in group:
+                        item.done = True
+                    self._committing = False
+                    cv.notify_all()
+        if write.error is not None:
+            raise StoreError(
+                f"could not store the batch: {type(write.error).__name__}: {write.error}"
+            ) from write.error
+
+    def _commit(self, group: list[Write]) -> None:
+        """Commit `group` in one transaction (one by one when that fails), then notify."""
+        with self._lock:
+            error = self._commit_locked(group)
+            if error is not None:
+                if len(group) == 1:
+                    group[0].error = error
+                else:
+                    for write in group:
+                        write.error = self._commit_locked([write])
+            self.changed.notify_all()
+        if self._listeners and self.persist:
+            for write in group:
+                if write.rows:
+                    self._notify(write.rows)
+
+    def _commit_locked(self, group: list[Write]) -> BaseException | None:
+        """With the lock held: insert `group`, commit, then count it. Rolls back and
+        returns the error instead when anything fails (counters untouched)."""
+        seen = self.seen
+        fresh: set[str] = set()
+        next_id = self._last_id + 1
+        new_events: list[Any] = []
+        rejection_rows: list[RejectionRow] = []
+        plans: list[tuple[Write, list[bool], int]] = []
+        try:
+            for write in group:
+                messages = write.messages
+                ids = [message.get("messageId") for message, _, _ in messages]
+                if not all(type(i) is str for i in ids):
+                    ids = [text_id(i) for i in ids]
+                flags, _ = find_duplicates(ids, seen, fresh)
+                plans.append((write, flags, next_id))
+                if self.persist and messages:
+                    new_events.extend(event_rows(write, flags, ids, next_id))
+                    next_id += len(messages)
+                rejection_rows.extend(
+                    (received_at, clean(path), status, clean(reason))
+                    for received_at, path, status, reason in write.rejections
+                )
+            if self.persist and (new_events or rejection_rows):
+                db = self._db
+                db.execute("BEGIN")
+                if new_events:
+                    db.executemany(
+                        "INSERT INTO events (id, received_at, batch_id, duplicate, type,"
+                        " event, user_id, anonymous_id, message_id, violations, message)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        new_events,
+                    )
+                if rejection_rows:
+                    db.executemany(
+                        "INSERT INTO rejections (received_at, path, status, reason)"
+                        " VALUES (?, ?, ?, ?)",
+                        rejection_rows,
+                    )
+                db.execute("COMMIT")
+        except Exception as exc:  # noqa: BLE001 - reported to the batch's writer
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            return exc
+        # Committed: now the counters.
+        seen |= fresh
+        if self.persist:
+            self._last_id = next_id - 1
+        second = int(time.monotonic())
+        for write, flags, first in plans:
+            self.rejected_requests += len(write.rejections)
+            messages = write.messages
+            if not messages:
+                continue
+            count = len(messages)
+            duplicate_count = sum(flags)
+            kinds: dict[Any, int] = {}
+            events: dict[Any, int] = {}
+            for message, _, _ in messages:
+                kind = message.get("type")
+                kinds[kind] = kinds.get(kind, 0) + 1
+                if kind == "track":
+                    event = message.get("event")
+                    events[event] = events.get(event, 0) + 1
             for kind, n in kinds.items():
                 self.by_type[str(kind)] += n
             for event, n in events.items():
                 self.by_event[str(event)] += n
-            if self.persist:
-                first = self._last_id + 1
-                self._last_id += count
-                # Columns built by comprehensions and zipped in C: cheaper than a tuple
-                # expression per row.
-                kinds_column = [message.get("type") for message, _, _ in messages]
-                rows = list(zip(
-                    range(first, first + count),
-                    repeat(received_at),
-                    repeat(batch_id),
-                    flags,
-                    kinds_column,
-                    [
-                        message.get("event") if kind == "track" else None
-                        for (message, _, _), kind in zip(messages, kinds_column, strict=True)
-                    ],
-                    [_text_id(message.get("userId")) for message, _, _ in messages],
-                    [_text_id(message.get("anonymousId")) for message, _, _ in messages],
-                    ids,
-                    [json.dumps(v) if v else "[]" for _, _, v in messages]
-                    if with_violations else repeat("[]"),
-                    [text for _, text, _ in messages],
-                ))
-                # One transaction per batch (autocommit would make one per row).
-                self._db.execute("BEGIN")
-                self._db.executemany(
-                    "INSERT INTO events (id, received_at, batch_id, duplicate, type, event,"
-                    " user_id, anonymous_id, message_id, violations, message)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                self._db.execute("COMMIT")
-            self.with_violations += with_violations
+            self.with_violations += sum(1 for _, _, violations in messages if violations)
             self.total += count
-            self.duplicates += duplicates
+            self.duplicates += duplicate_count
             self.batches += 1
-            second = int(time.monotonic())
             if self._recent and self._recent[-1][0] == second:
                 self._recent[-1] = (second, self._recent[-1][1] + count)
             else:
                 self._recent.append((second, count))
-            self.changed.notify_all()
-            listeners = self._listeners
-        if listeners and self.persist:
-            self._notify([
-                StoredRow(first + offset, received_at, batch_id, duplicate, message, violations)
-                for offset, ((message, _, violations), duplicate)
-                in enumerate(zip(messages, flags, strict=True))
-            ])
-        return count, duplicates
-
-    def add_rejection(self, received_at: str, path: str, status: int, reason: str) -> None:
-        """Record one rejected request (or rejected message) and why."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO rejections (received_at, path, status, reason) VALUES (?, ?, ?, ?)",
-                (received_at, path, status, reason),
-            )
-            self.rejected_requests += 1
-            self.changed.notify_all()
+            write.result = (count, duplicate_count)
+            if self._listeners:
+                write.rows = [
+                    StoredRow(first + offset, write.received_at, write.batch_id or "",
+                              duplicate, message, violations)
+                    for offset, ((message, _, violations), duplicate)
+                    in enumerate(zip(messages, flags, strict=True))
+                ]
+        return None
 
     def clear(self) -> None:
         """Forget everything: events, rejections and counters."""
-        with self._lock:
-            self._settle()
-            self._db.execute("DELETE FROM events")
-            self._db.execute("DELETE FROM rejections")
-            self._recent.clear()
-            self._load_counters()
-            self.changed.notify_all()
-        self._notify(None)
+        cv = self._queue_cv
+        with cv:
+            while self._committing:  # between two commits, so listeners see it in order
+                cv.wait()
+            self._committing = True
+        try:
+            with self._lock:
+                self._db.execute("DELETE FROM events")
+                self._db.execute("DELETE FROM rejections")
+                self._recent.clear()
+                self._load_counters()
+                self.changed.notify_all()
+            self._notify(None)
+        finally:
+            with cv:
+                self._committing = False
+                cv.notify_all()
 
     def close(self) -> None:
         with self._lock:
@@ -343,7 +375,6 @@ class Store:
             sql += " LIMIT ?"
             args.append(limit)
         with self._lock:
-            self._settle()
             rows = self._db.execute(sql, args).fetchall()
             last = self._last_id
         events = [
@@ -373,7 +404,6 @@ class Store:
             sql += " LIMIT ?"
             args.append(limit)
         with self._lock:
-            self._settle()
             rows = self._db.execute(sql, args).fetchall()
         return [
             {"id": r[0], "receivedAt": r[1], "path": r[2], "status": r[3], "reason": r[4]}
@@ -383,7 +413,6 @@ class Store:
     def stats(self) -> dict[str, Any]:
         """Counters: totals, by type, by track event, duplicates, rejections, batches."""
         with self._lock:
-            self._settle()
             now = int(time.monotonic())
             while self._recent and self._recent[0][0] <= now - 60:
                 self._recent.popleft()

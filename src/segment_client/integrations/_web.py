@@ -419,7 +419,7 @@ def call_identify(settings: WebSettings, request: Any) -> Any:
     try:
         return settings.identify(request)
     except Exception:  # noqa: BLE001 - never raise into the host application
-        logger.exception("segment_client: the identify function raised; request not identified")
+        logger.exception("the identify function raised; request not identified")
         return None
 
 
@@ -437,7 +437,7 @@ def check_identity(result: Any) -> tuple[str, Mapping[str, Any] | None] | None:
         user_id = str(result[0])
         return (user_id, result[1]) if user_id else None
     logger.warning(
-        "segment_client: the identify function must return (user_id, traits) or None, got %s",
+        "the identify function must return (user_id, traits) or None, got %s",
         type(result).__name__,
     )
     return None
@@ -455,7 +455,7 @@ def send_identify(
         if settings.tracker.should_identify(user_id, traits, session):
             client().identify(user_id, dict(traits) if traits else None)
     except Exception:  # noqa: BLE001 - never raise into the host application
-        logger.exception("segment_client: could not identify user %r", user_id)
+        logger.exception("could not identify user %r", user_id)
 
 
 def identify_user(
@@ -495,7 +495,7 @@ class RequestScope:
                 facts = facts()
             defaults = build_defaults(facts, settings)
         except Exception:  # noqa: BLE001 - never raise into the host application
-            logger.exception("segment_client: could not read the request context")
+            logger.exception("could not read the request context")
             defaults = MessageDefaults()
         self._token = set_context_defaults(
             user_id=defaults.user_id,
@@ -519,4 +519,4 @@ class RequestScope:
         except ValueError:
             # The framework ran the end hook in another context (a copy): the request's
             # defaults died with the context they were set in, so nothing leaks.
-            logger.debug("segment_client: request defaults ended in another context")
+            logger.debug("request defaults ended in another context")

@@ -181,7 +181,7 @@ class SegmentMiddleware:
             try:
                 result = await result
             except Exception:  # noqa: BLE001 - never raise into the host application
-                logger.exception("segment_client: the identify function raised")
+                logger.exception("the identify function raised")
                 return None
         identity = check_identity(result)
         if identity is None:
@@ -204,7 +204,7 @@ class SegmentMiddleware:
                 try:
                     self._client.close(self.shutdown_timeout)
                 except Exception:  # noqa: BLE001 - never raise into the host application
-                    logger.exception("segment_client: closing the client at shutdown failed")
+                    logger.exception("closing the client at shutdown failed")
             await send(message)
 
         return wrapped

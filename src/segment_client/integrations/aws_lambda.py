@@ -69,7 +69,7 @@ def _timeout(context: Any, safety_margin: float, timeout: float | None) -> float
             if isinstance(millis, int | float) and not isinstance(millis, bool):
                 remaining = max(0.0, millis / 1000.0 - safety_margin)
         except Exception:  # noqa: BLE001 - never raise into the host application
-            logger.warning("segment_client: context.get_remaining_time_in_millis() failed")
+            logger.warning("context.get_remaining_time_in_millis() failed")
     if remaining is None:
         return DEFAULT_TIMEOUT if timeout is None else timeout
     return remaining if timeout is None else min(remaining, timeout)
@@ -92,11 +92,11 @@ def flush_now(
         bound = _timeout(context, safety_margin, timeout)
         delivered = resolved.flush(bound)
     except Exception:  # noqa: BLE001 - never raise into the host application
-        logger.exception("segment_client: flush before the handler returned failed")
+        logger.exception("flush before the handler returned failed")
         return False
     if not delivered:
         logger.warning(
-            "segment_client: flush before the handler returned did not deliver everything "
+            "flush before the handler returned did not deliver everything "
             "within %.3fs; stats: %s",
             bound,
             resolved.stats(),

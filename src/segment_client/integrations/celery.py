@@ -158,11 +158,11 @@ class SegmentCelery:
         try:
             if not self._client.close(self.shutdown_timeout):
                 logger.warning(
-                    "segment_client: not everything was delivered at worker shutdown "
+                    "not everything was delivered at worker shutdown "
                     "(within %ss)", self.shutdown_timeout
                 )
         except Exception:  # noqa: BLE001 - never raise into the host application
-            logger.exception("segment_client: closing the client at worker shutdown failed")
+            logger.exception("closing the client at worker shutdown failed")
 
     def _on_publish(self, headers: dict[str, Any] | None = None, **_: Any) -> None:
         defaults = current_defaults()
@@ -171,7 +171,7 @@ class SegmentCelery:
         try:
             headers[HEADER] = _encode(defaults)
         except Exception:  # noqa: BLE001 - never raise into the host application
-            logger.exception("segment_client: could not attach the request context to a task")
+            logger.exception("could not attach the request context to a task")
 
     def _on_prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
         try:
@@ -190,7 +190,7 @@ class SegmentCelery:
             with self._tokens_lock:
                 self._tokens[task_id] = token
         except Exception:  # noqa: BLE001 - never raise into the host application
-            logger.exception("segment_client: could not restore a task's request context")
+            logger.exception("could not restore a task's request context")
 
     def _on_postrun(self, task_id: str | None = None, **_: Any) -> None:
         with self._tokens_lock:
@@ -200,4 +200,4 @@ class SegmentCelery:
         try:
             token.var.reset(token)
         except ValueError:
-            logger.debug("segment_client: task context ended in another context")
+            logger.debug("task context ended in another context")

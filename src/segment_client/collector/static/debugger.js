@@ -7,8 +7,11 @@
   "use strict";
 
   var POLL_MS = 1000;
-  var PAGE = 500;        // rows asked for per request
   var MAX_ROWS = 1000;   // rows kept on the page; older ones are dropped from the view
+  // Rows asked for per request: as many as the page keeps, so after any burst the page
+  // shows exactly the newest MAX_ROWS (the newest page is newer than everything shown).
+  var PAGE = MAX_ROWS;
+  var GOLDEN_ANGLE = 137.508; // hue step between batches that follow each other
   var FILTERS = ["type", "event", "user_id", "q"];
   var KNOWN_TYPES = ["track", "identify", "page", "screen", "group", "alias"];
 
@@ -25,6 +28,11 @@
     timer: null,
     samples: [],        // [ms, total] from /v1/stats, for messages per minute
     online: null,
+    batches: {},        // batchId -> order of first appearance in this view
+    batchCount: 0,
+    prefixes: {},       // batch id prefixes (one per collector run) in this view
+    prefixCount: 0,
+    skipped: 0,         // rows that arrived in bursts too large to show (no filter)
   };
 
   // ---------- small DOM helpers (text only) ----------
@@ -144,6 +152,11 @@
     state.lastEventId = 0;
     state.lastRejectionId = 0;
     state.items = [];
+    state.batches = {};
+    state.batchCount = 0;
+    state.prefixes = {};
+    state.prefixCount = 0;
+    state.skipped = 0;
     clearChildren(stream);
     $("more").hidden = true;
     schedule(0);
@@ -193,11 +206,40 @@
     return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) + "." + pad(d.getMilliseconds(), 3);
   }
 
-  // A stable hue per batch so rows of the same batch read as a group.
+  // Batch ids are "<run prefix>-<sequence>". Within one run the label is "#<sequence>"
+  // (unique); once the view holds batches of several runs (a reused database file) the
+  // labels become the full ids. Colours follow the order batches appear in the view,
+  // a golden angle apart, so batches next to each other never look alike.
+  function batchParts(id) {
+    var dash = id.lastIndexOf("-");
+    return dash > 0 ? [id.slice(0, dash), id.slice(dash + 1)] : [id, ""];
+  }
+
+  function batchLabel(id) {
+    var parts = batchParts(id);
+    return state.prefixCount > 1 || !parts[1] ? id : "#" + parts[1];
+  }
+
   function batchHue(id) {
-    var h = 0;
-    for (var i = 0; i < id.length; i++) h = (h * 31 + id.charCodeAt(i)) % 360;
-    return h;
+    var order = state.batches[id];
+    if (order === undefined) {
+      order = state.batches[id] = state.batchCount++;
+      var prefix = batchParts(id)[0];
+      if (!state.prefixes[prefix]) {
+        state.prefixes[prefix] = true;
+        state.prefixCount += 1;
+        if (state.prefixCount === 2) relabel();
+      }
+    }
+    return Math.round((order * GOLDEN_ANGLE) % 360);
+  }
+
+  function relabel() {
+    state.items.forEach(function (item) {
+      var cell = item.el.querySelector(".cell.batch");
+      var id = item.el.dataset.batch;
+      if (cell && id) cell.textContent = batchLabel(id);
+    });
   }
 
   function badge(text, cls, title) {
@@ -214,6 +256,7 @@
     row.dataset.kind = "event";
     row.dataset.type = type;
     if (m.messageId !== undefined) row.dataset.messageId = str(m.messageId);
+    if (ev.source && ev.source.kind) row.dataset.source = str(ev.source.kind);  // profile-links.js
 
     var typeCell = el("span", "cell type");
     typeCell.appendChild(badge(type, "t-" + (KNOWN_TYPES.indexOf(type) >= 0 ? type : "other")));
@@ -252,10 +295,14 @@
     row.appendChild(timeCell);
 
     var batch = str(ev.batchId);
-    var batchCell = el("span", "cell batch", batch ? batch.slice(0, 8) : "\u2014");
+    var hue = batch ? batchHue(batch) : 0;
+    var batchCell = el("span", "cell batch", batch ? batchLabel(batch) : "\u2014");
     batchCell.title = batch ? "batch " + batch : "";
     if (!batch) batchCell.classList.add("none");
-    if (batch) batchCell.style.setProperty("--batch-hue", String(batchHue(batch)));
+    if (batch) {
+      row.dataset.batch = batch;
+      batchCell.style.setProperty("--batch-hue", String(hue));
+    }
     row.appendChild(batchCell);
 
     return { row: row, json: m, meta: [
@@ -395,27 +442,37 @@
       old.el.remove();
       dropped++;
     }
-    if (dropped) {
-      var more = $("more");
-      more.hidden = false;
-      more.textContent = "Showing the newest " + MAX_ROWS + " rows; narrow the filters to see older ones.";
+    if (dropped || state.skipped) showMore();
+  }
+
+  function showMore() {
+    var more = $("more");
+    more.hidden = false;
+    var text = "Showing the newest " + MAX_ROWS + " rows; narrow the filters to see older ones.";
+    if (state.skipped) {
+      text += " Skipped: " + state.skipped + (state.skipped === 1 ? " message" : " messages") +
+        " older than these arrived in the same burst.";
     }
+    more.textContent = text;
   }
 
   function addEvents(body) {
     var events = Array.isArray(body && body.events) ? body.events : [];
     var maxId = state.lastEventId;
+    var minId = null;
     // The answer is newest first: insert oldest first so each lands on top.
     for (var i = events.length - 1; i >= 0; i--) {
       var ev = events[i];
       if (typeof ev.id !== "number" || ev.id <= state.lastEventId) continue;
       insert(makeItem(eventRow(ev), [timeOf(ev.receivedAt), 1, ev.id]));
       if (ev.id > maxId) maxId = ev.id;
+      if (minId === null || ev.id < minId) minId = ev.id;
     }
-    if (events.length >= PAGE && state.lastEventId) {
-      var more = $("more");
-      more.hidden = false;
-      more.textContent = "More than " + PAGE + " messages arrived at once; only the newest are shown.";
+    // A full page: older new rows may exist below it. They are older than every row the
+    // page keeps, so nothing is missing from the view; without filters (ids count every
+    // message) the page says how many were passed over.
+    if (events.length >= PAGE && minId !== null && state.lastEventId && !anyFilter()) {
+      state.skipped += Math.max(0, minId - 1 - state.lastEventId);
     }
     // last_id is read with the rows: with no gap to fill, the next poll starts after it
     // even when the filters matched nothing.
