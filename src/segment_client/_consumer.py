@@ -47,8 +47,8 @@ THREAD_NAME = "segment_client.consumer"
 #: Messages a batch may carry under a backlog (more waiting than `flush_at`): a burst
 #: drains in fewer, larger requests. The request limit (500 KB) still applies, so with
 #: typical ~0.7 KB events a backlog batch holds about 700. Chosen by measurement (bench/
-#: batch_cap.py): past it, throughput no longer grows while the first delivery of a burst
-#: and each retry of a failed batch take longer.
+#: batch_cap.py, docs/delivery.md): half the client CPU per event of 100 per request;
+#: past it no further gain, while a burst's first request and each retry grow.
 BACKLOG_BATCH_CAP = 1000
 
 
