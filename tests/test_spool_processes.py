@@ -1,6 +1,6 @@
 """The spool across processes: SIGKILL, a shared directory, a long outage, a full disk.
 
-Each test runs tests/spool_worker.py in a subprocess and kills or waits for it; no
+Each test runs tests/_support/spool_worker.py in a subprocess and kills or waits for it; no
 process outlives its test.
 """
 
@@ -24,7 +24,7 @@ from segment_client._spool import SpoolQueue
 from segment_client.collector import Collector, Fault
 from segment_client.testing import RecordingTransport
 
-WORKER = str(Path(__file__).with_name("spool_worker.py"))
+WORKER = str(Path(__file__).parent / "_support" / "spool_worker.py")
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and flock")
 
@@ -182,20 +182,19 @@ def test_real_collector_refusing_past_the_retry_budget_then_back_gets_all_50000(
     assert growth_mb < 10, result
 
 
-def test_disk_full_drops_and_reports_never_raises(
+def test_a_file_size_limit_costs_rotations_never_messages(
     spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path
 ) -> None:
-    # RLIMIT_FSIZE makes posix_fallocate fail (EFBIG), so the spool falls back to
-    # write(2), which then fails like a full disk (a short write, then EFBIG); mounting a
-    # small tmpfs needs privileges the test may not have.
+    # Under RLIMIT_FSIZE (ulimit -f) every segment stays below the limit: with nothing
+    # delivered during the calls, all 200 messages (10 times the limit) are held.
     limit = 20_000
     proc = spawn("fsize", 200, tmp_path, limit)
     out, _ = proc.communicate(timeout=60)
     result = json.loads(out)
-    fitting = (limit - 16) // result["record"]
     assert result["raised"] == 0
-    assert result["queued"] == fitting
-    assert result["dropped"] == {"spool_error": 200 - fitting}
-    assert result["errors"] == ["QueueFullError"] * (200 - fitting)
-    assert result["delivered"] == [f"m-{i:05d}" for i in range(fitting)]
+    assert result["queued"] == result["held"] == 200
+    assert result["dropped"] == {}
+    assert result["errors"] == []
+    assert result["largest_file"] <= limit
+    assert result["delivered"] == [f"m-{i:05d}" for i in range(200)]
     assert result["closed"] is True

@@ -24,7 +24,7 @@ from ._config import (
 )
 from ._consumer import Consumer, ErrorHandler
 from ._events import Events, EventSource
-from ._exceptions import ConfigurationError, DeliveryError, MessageTooLargeError
+from ._exceptions import ConfigurationError, DeliveryError
 from ._json import dumps
 from ._messages import (
     Message,
@@ -34,6 +34,7 @@ from ._messages import (
     build_page,
     build_screen,
     build_track,
+    too_large_error,
 )
 from ._middleware import DropReporter, Middleware, MiddlewareChains
 from ._network import oauth_server_for
@@ -473,7 +474,7 @@ class Client(EventSource):
             return message_id
         data = dumps(message)
         if len(data) > MAX_MESSAGE_BYTES:
-            raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
+            raise too_large_error(message, len(data), MAX_MESSAGE_BYTES)
         if not self._send:
             self._consumer.drop_quietly("send_disabled")
         else:
@@ -603,6 +604,6 @@ def _spool_factory(
 ) -> Callable[[], MessageQueue]:
     # Called again in a forked child: each process gets its own spool file.
     def make() -> MessageQueue:
-        return SpoolQueue(directory, max_bytes=max_bytes, sync_interval=sync_interval)  # type: ignore[return-value]
+        return SpoolQueue(directory, max_bytes=max_bytes, sync_interval=sync_interval)
 
     return make

@@ -16,8 +16,9 @@ from typing import Any
 
 from dateutil import parser as _dateparser
 
-from ._exceptions import MessageError
+from ._exceptions import MessageError, MessageTooLargeError
 from ._forks import getpid
+from ._json import largest_field
 from ._version import __version__
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "new_message_id",
     "now_timestamp",
     "stock_ids",
+    "too_large_error",
 ]
 
 Message = dict[str, Any]
@@ -386,3 +388,14 @@ def build_alias(
     msg["userId"] = uid
     msg["previousId"] = prev
     return msg
+
+
+def too_large_error(message: Mapping[str, Any], size: int, limit: int) -> MessageTooLargeError:
+    """The `MessageTooLargeError` for `message` (`size` bytes encoded), naming the field
+    that holds most of it. Slow (encodes parts again): only for a refused message."""
+    error = MessageTooLargeError(size, limit)
+    path, field_size = largest_field(message)
+    if path:
+        error.args = (f"{error}; the largest field is {path} ({field_size} bytes)",)
+    error.field = path  # type: ignore[attr-defined]
+    return error

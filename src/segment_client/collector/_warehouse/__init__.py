@@ -1,0 +1,26 @@
+"""The collector's warehouse: stored messages kept loaded in Segment's warehouse schema.
+
+`Warehouse(url)` loads records into SQLite (`sqlite:PATH`) or PostgreSQL
+(`postgresql://...`, psycopg 3, the `postgres` extra); `WarehouseLoader` runs it on a
+thread behind the store and reports its lag.
+"""
+
+from __future__ import annotations
+
+from segment_client.collector._follow import store_source
+from segment_client.collector._records import Record
+
+from ._load import Warehouse, redact
+from ._loader import THREAD_NAME, WarehouseLoader
+from ._schema import snake, table_for_event
+
+__all__ = [
+    "THREAD_NAME",
+    "Record",
+    "Warehouse",
+    "WarehouseLoader",
+    "redact",
+    "snake",
+    "store_source",
+    "table_for_event",
+]

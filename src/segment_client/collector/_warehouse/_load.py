@@ -1,0 +1,180 @@
+"""Loading stored messages into Segment's warehouse schema, one transaction per chunk.
+
+`Warehouse.load(records)` turns each record into rows (`_schema.rows_for`), creates the
+tables and adds the columns they need (a property that first appears late adds its
+column, as Segment's loaders do), inserts with a repeated messageId skipped, and upserts
+`users` with the latest traits. Not thread-safe: the tailer thread owns it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from segment_client.collector._records import Record, reaches_segment
+from segment_client.collector._yield import share_gil
+
+from ._engines import Engine, open_engine, quote
+from ._schema import Row, coerce, iso, rows_for
+
+__all__ = ["Warehouse", "redact"]
+
+# A value of this Python type fits a column of this kind as it is.
+# Messages turned into rows between two releases of the GIL (see `share_gil`).
+_SHARE_EVERY = 8
+# (Python type, column kind) pairs stored as they are. Timestamp columns hold canonical
+# ISO text (from `rows_for`), which both engines take as it is.
+_FITS = frozenset({(str, "text"), (str, "timestamp"), (bool, "boolean"), (int, "bigint"),
+                   (float, "float")})
+
+
+class Warehouse:
+    """One warehouse database kept in Segment's schema. Owned by one thread."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.engine = engine or open_engine(url)
+        self.url = redact(url)
+        self._columns = self.engine.columns()
+        self.rows_written = 0
+        self.conversion_losses = 0  # values a column of another kind could not hold
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def status(self) -> dict[str, Any]:
+        """The URL (password hidden), rows written, values lost to kinds, table count."""
+        return {
+            "url": self.url,
+            "rows_written": self.rows_written,
+            "conversion_losses": self.conversion_losses,
+            "tables": len(self._columns),
+        }
+
+    def tables(self) -> dict[str, list[str]]:
+        """Every table and its columns, as loaded so far (a copy)."""
+        return {table: list(columns) for table, columns in sorted(self._columns.items())}
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query on the warehouse (from the owning thread)."""
+        return self.engine.query(sql, args)
+
+    def load(self, records: Iterable[Record], *, now: dt.datetime | None = None) -> int:
+        """Load records in one transaction; returns the rows written (skipped repeats too).
+
+        On a database error the transaction is rolled back, the schema cache reloaded,
+        and the error raised for the caller to retry.
+        """
+        loaded_at = iso(now or dt.datetime.now(dt.timezone.utc))
+        rows: list[Row] = []
+        for index, record in enumerate(records):
+            if not index % _SHARE_EVERY:
+                share_gil()
+            if record.duplicate or not reaches_segment(record.message):
+                continue
+            rows.extend(rows_for(record.message, record.received_at, loaded_at,
+                                 f"row-{record.row_id}"))
+        if not rows:
+            return 0
+        engine = self.engine
+        engine.begin()
+        try:
+            self._evolve(rows)
+            inserts: dict[tuple[str, tuple[str, ...]], list[list[Any]]] = {}
+            users: dict[Any, dict[str, tuple[str, Any]]] = {}
+            for row in rows:
+                if row.upsert:
+                    merged = users.setdefault(row.values["id"], {})
+                    merged.update({c: (row.kinds[c], v) for c, v in row.values.items()})
+                    continue
+                inserts.setdefault((row.table, tuple(row.values)), []).append(
+                    list(row.values.values())
+                )
+            for (table, columns), rows_values in inserts.items():
+                share_gil()
+                known = self._columns[table]
+                kinds = [known[c] for c in columns]
+                # Most values already fit their column: convert only the others.
+                params = [
+                    [v if (type(v), k) in _FITS else self._convert(v, k)
+                     for v, k in zip(values, kinds, strict=True)]
+                    for values in rows_values
+                ]
+                engine.insert(
+                    f"INSERT INTO {engine.table(table)} ({', '.join(map(quote, columns))})",
+                    " ON CONFLICT (id) DO NOTHING",
+                    params,
+                )
+            for merged in users.values():
+                columns = tuple(merged)
+                updates = ", ".join(
+                    f"{quote(c)} = excluded.{quote(c)}" for c in columns if c != "id"
+                )
+                engine.execute(
+                    f"INSERT INTO {engine.table('users')} ({', '.join(map(quote, columns))})"
+                    f" VALUES ({', '.join([engine.placeholder] * len(columns))})"
+                    f" ON CONFLICT (id) DO UPDATE SET {updates}",
+                    [self._param("users", c, v) for c, (_, v) in merged.items()],
+                )
+            engine.commit()
+        except BaseException:
+            engine.rollback()
+            self._columns = self.engine.columns()
+            raise
+        self.rows_written += len(rows)
+        return len(rows)
+
+    def _param(self, table: str, column: str, value: Any) -> Any:
+        kind = self._columns[table][column]
+        return value if (type(value), kind) in _FITS else self._convert(value, kind)
+
+    def _convert(self, value: Any, kind: str) -> Any:
+        # A value of another kind than its column's.
+        converted, fitted = coerce(value, kind)
+        if not fitted:
+            self.conversion_losses += 1
+        return self.engine.value(kind, converted)
+
+    def _evolve(self, rows: Sequence[Row]) -> None:
+        """Create missing tables and add missing columns (inside the transaction)."""
+        engine = self.engine
+        wanted: dict[str, dict[str, str]] = {}
+        for row in rows:
+            known = self._columns.get(row.table, {})
+            adding = wanted.setdefault(row.table, {})
+            for column, kind in row.kinds.items():
+                if column not in known and column not in adding:
+                    adding[column] = kind
+        for table, new in wanted.items():
+            if not new:
+                continue
+            if table not in self._columns:
+                # `id` first and the primary key: a repeated messageId is skipped.
+                columns = {"id": new.pop("id", "text"), **new}
+                definitions = ", ".join(
+                    f"{quote(c)} {engine.sql_type(k)}" + (" PRIMARY KEY" if c == "id" else "")
+                    for c, k in columns.items()
+                )
+                engine.execute(f"CREATE TABLE {engine.table(table)} ({definitions})")
+                self._columns[table] = columns
+                continue
+            for column, kind in new.items():
+                engine.execute(
+                    f"ALTER TABLE {engine.table(table)} ADD COLUMN {quote(column)}"
+                    f" {engine.sql_type(kind)}"
+                )
+                self._columns[table][column] = kind
+
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for status and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + host))
