@@ -89,7 +89,9 @@ class Client(EventSource):
         write_key: the source's write key; defaults to `$SEGMENT_WRITE_KEY`.
         host: the collector's base URL; defaults to `$SEGMENT_HOST`, then Segment's US API.
         path: the batch route on `host`.
-        flush_at: messages per batch (1..2500).
+        flush_at: messages that trigger a batch (1..2500). Under a backlog (more
+            waiting than `flush_at`) a batch carries all that wait, up to 1,000
+            messages and 500 KB, so a burst drains in few large requests.
         flush_interval: seconds a partial batch waits after its first message.
         max_queue_size: queued messages at most; more are dropped and reported.
         max_retries: retries after a failed attempt (attempts = max_retries + 1).
