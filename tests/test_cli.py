@@ -260,6 +260,52 @@ def test_demo_keep_open_serves_the_page_until_stopped() -> None:
     assert code == 0
 
 
+class _SigtermOnAnnouncement:
+    """A stdout that delivers SIGTERM (runs its current handler) the moment `fragment`
+    is written: the earliest a process waiting for that line can send it."""
+
+    def __init__(self, fragment: str) -> None:
+        self.fragment = fragment
+        self.text: list[str] = []
+        self.handler: Any = None
+
+    def write(self, text: str) -> int:
+        self.text.append(text)
+        if self.fragment in text and self.handler is None:
+            self.handler = signal.getsignal(signal.SIGTERM)
+            if not callable(self.handler):
+                raise AssertionError("a SIGTERM now would kill the process")
+            self.handler(signal.SIGTERM, None)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["demo", "--keep-open", "--users", "1"], "keeps serving"),
+        (["collector", "--port", "0", "--db", ":memory:"], "listening on"),
+    ],
+)
+def test_a_sigterm_right_after_the_announcement_stops_cleanly(
+    argv: list[str], fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SIGTERM handler is in place when the line a supervisor waits for is printed,
+    and a SIGTERM then (before serving starts) still ends in a clean exit 0."""
+    out = _SigtermOnAnnouncement(fragment)
+    monkeypatch.setattr(sys, "stdout", out)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code: int | str = main(argv)
+    except KeyboardInterrupt:  # the signal escaped the command
+        code = "interrupted"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 0
+
+
 def test_collector_with_a_tracking_plan_records_violations(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -319,9 +319,11 @@ def _run_demo(args: argparse.Namespace) -> int:
     try:
         code = _demo_to(args, "demo-write-key", url, collector)
         if args.keep_open:
-            print(f"\nThe collector keeps serving: open {url}/ (Ctrl-C to stop)", flush=True)
+            # The handler goes in before the announcement, and the announcement inside
+            # the suppress: whoever waits for that line may send SIGTERM at once.
             _interrupt_on_sigterm()
             with contextlib.suppress(KeyboardInterrupt):
+                print(f"\nThe collector keeps serving: open {url}/ (Ctrl-C to stop)", flush=True)
                 collector.serve_forever()
     finally:
         collector.close()

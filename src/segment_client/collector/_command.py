@@ -174,13 +174,15 @@ def run(args: argparse.Namespace) -> int:
     auth = "write key required" if key else "any write key"
     if args.allow_origin:
         auth += "; events from " + ", ".join(args.allow_origin)
-    print(f"segment-client collector listening on {url} (POST {url}/v1/batch; "
-          f"page {url}/; db {args.db}; {auth}); Ctrl-C to stop", flush=True)
-    if collector.browser.build is not None:
-        print(f"analytics.js served: snippet script {url}/analytics.js/v2/KEY/analytics.min.js"
-              f" with analytics._cdn=\"{url}\"", flush=True)
+    # The handler goes in before the banner, and the banner inside the try: whoever
+    # waits for the banner may send SIGTERM at once.
     interrupt_on_sigterm()
     try:
+        print(f"segment-client collector listening on {url} (POST {url}/v1/batch; "
+              f"page {url}/; db {args.db}; {auth}); Ctrl-C to stop", flush=True)
+        if collector.browser.build is not None:
+            print(f"analytics.js served: snippet script {url}/analytics.js/v2/KEY/"
+                  f"analytics.min.js with analytics._cdn=\"{url}\"", flush=True)
         collector.serve_forever()
     except KeyboardInterrupt:
         pass
