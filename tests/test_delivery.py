@@ -325,3 +325,39 @@ class TestModes:
         assert client.flush(1)
         assert transport.attempts == []
         assert client.stats().dropped == {"send_disabled": 1}
+
+
+def test_close_at_its_deadline_returns_only_after_the_report_under_way() -> None:
+    """The sender gives up at the close deadline and the thread then counts and reports
+    the batch; close(), whose join ends at that same deadline, must not return between
+    the count and the report (stats would say failed, on_error not called yet)."""
+    entered, release = threading.Event(), threading.Event()
+    errors = Errors()
+
+    def on_error(error: DeliveryError, messages: list[dict[str, Any]]) -> None:
+        entered.set()
+        release.wait()
+        errors(error, messages)
+
+    client = Client(
+        "k", transport=RecordingTransport(fail_always=500), max_retries=0, flush_at=1,
+        on_error=on_error, **FAST,
+    )
+    FakeClock().install(client)  # frozen: the grace for the report never runs out
+    try:
+        client.track("u", "E", message_id="m-1")
+        assert entered.wait(10)  # the thread counted the batch failed, reports it now
+        seen: list[tuple[bool, int]] = []
+        closer = threading.Thread(
+            target=lambda: seen.append((client.close_and_flush(0), len(errors.calls)))
+        )
+        closer.start()
+        closer.join(0.2)
+        assert closer.is_alive(), "close returned while on_error was still running"
+    finally:
+        release.set()
+    closer.join()
+    [(_, reported_at_return)] = seen  # (the failure was counted before close was called)
+    assert reported_at_return == 1
+    stats = client.stats()
+    assert (stats.delivered, stats.failed) == (0, 1)

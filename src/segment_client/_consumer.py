@@ -50,6 +50,9 @@ THREAD_NAME = "segment_client.consumer"
 #: batch_cap.py, docs/delivery.md): half the client CPU per event of 100 per request;
 #: past it no further gain, while a burst's first request and each retry grow.
 BACKLOG_BATCH_CAP = 1000
+#: How long past its deadline close() waits for reports already under way on the
+#: delivering thread (messages counted as finished whose on_error has not returned yet).
+REPORT_GRACE_S = 1.0
 
 
 class Consumer:
@@ -134,6 +137,9 @@ class Consumer:
         self._inline = False  # uWSGI without threads: callers send (see _put_inline)
         self._inline_since = 0.0
         self._left_in_queue = 0  # messages the queue keeps for the next process
+        # Reports under way: counted (stats show them) but on_error not yet returned.
+        # close() waits for them, so it never returns between a count and its report.
+        self._reporting = 0
 
     def reset_after_fork(self) -> None:
         """In a forked child: fresh state (called by `_process` and by a pid check)."""
@@ -193,18 +199,22 @@ class Consumer:
         """
         for loss in self.queue.losses():
             count = loss.count
-            if loss.queued:
-                # They were counted as queued: they finish as failed (like _finish does).
-                with self._lock:
+            with self._lock:
+                self._reporting += 1
+                if loss.queued:
+                    # They were counted as queued: they finish as failed (like _finish).
                     self._mark_failed_flushes(count)
                     self._failed += count
-            else:
-                self._dropped.add(loss.reason, count)
-            self.log.lost(count, describe(loss.error))
-            self._report(loss.error, [], count)
-            if loss.queued:
+            try:
+                if not loss.queued:
+                    self._dropped.add(loss.reason, count)
+                self.log.lost(count, describe(loss.error))
+                self._report(loss.error, [], count)
+            finally:
                 with self._lock:
-                    self._finished += count
+                    if loss.queued:
+                        self._finished += count
+                    self._reporting -= 1
                     self._progress.notify_all()
 
     def _count_retry(self, count: int) -> None:
@@ -378,6 +388,7 @@ class Consumer:
             if self._stop.is_set() and not self._in_flight:
                 return False
             # Claim the messages (a close giving up now will not report them again)...
+            self._reporting += 1
             self.queue.ack(len(part))
             self._in_flight_done += len(part)
             if not count:
@@ -391,15 +402,18 @@ class Consumer:
             self._dropped_after_queue += len(part) - count
         # ...report outside the lock, and only then release flush() waiters, so that
         # on_error has run for every failed message by the time flush() returns.
-        if error is not None:
-            cause = describe(error, where(self.sender.transport))
-            self.log.lost(count, cause, kind="poison" if poison else "failed")
-            self._report(error, _decode(sent))
-        elif count:
-            self.log.delivered(count)
-        with self._lock:
-            self._finished += len(part)
-            self._progress.notify_all()
+        try:
+            if error is not None:
+                cause = describe(error, where(self.sender.transport))
+                self.log.lost(count, cause, kind="poison" if poison else "failed")
+                self._report(error, _decode(sent))
+            elif count:
+                self.log.delivered(count)
+        finally:
+            with self._lock:
+                self._finished += len(part)
+                self._reporting -= 1
+                self._progress.notify_all()
         return True
 
     def _prepare(self, batch: list[bytes]) -> list[bytes | None]:
@@ -505,6 +519,10 @@ class Consumer:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(None if deadline is None else max(0.0, deadline - self._clock()))
+            if thread.is_alive():
+                # At the deadline the thread may be between counting a batch and
+                # reporting it (the sender gives up at the same deadline).
+                self._await_reports()
         if thread is None or not thread.is_alive():
             self._drain_inline(deadline)
         self._drain_losses()
@@ -517,6 +535,17 @@ class Consumer:
             self._close_result = self._failed == failed_before and not self._left_in_queue
         self._closed.set()
         return self._close_result
+
+    def _await_reports(self) -> None:
+        """Wait (at most REPORT_GRACE_S) for the reports under way on the thread."""
+        end = self._clock() + REPORT_GRACE_S
+        with self._lock:
+            while self._reporting:
+                remaining = end - self._clock()
+                if remaining <= 0:
+                    logger.warning("close: on_error still running; not waiting for it")
+                    return
+                self._progress.wait(remaining)
 
     def _pending(self) -> int:
         with self._lock:
