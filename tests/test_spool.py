@@ -24,6 +24,7 @@ from segment_client._json import dumps
 from segment_client._spool import SpoolQueue
 from segment_client._spool._records import FILE_HEADER_SIZE, HEADER_SIZE
 from segment_client.testing import RecordingTransport
+from tests._support.spool_death import die
 
 FAST_RETRY = {"max_retries": 0, "retry_base_delay": 0.0, "retry_max_delay": 0.01}
 
@@ -77,7 +78,7 @@ def _abandoned_writer(directory: Path, count: int, prefix: str = "m") -> tuple[P
         offsets.append(queue.disk_bytes())
         assert queue.put(_message(i, prefix)) == i + 1
     segment = directory / queue._live_seg.name
-    queue._forget()  # like a process death: descriptors (and the flock) go, files stay
+    die(queue)  # like a process death: descriptors (and the flock) go, files stay
     return segment, offsets
 
 
@@ -275,7 +276,7 @@ def test_ack_progress_survives_a_crash(
     assert len(queue.take(4, 500_000)) == 4
     queue.ack(4)
     assert len(queue.take(3, 500_000)) == 3  # in flight at the crash: sent again
-    queue._forget()
+    die(queue)
     client = make_client(spool_dir=tmp_path)
     assert client.close_and_flush(5)
     assert _delivered_ids(transport) == [f"m-{i}" for i in range(4, 10)]
@@ -289,7 +290,7 @@ def test_damaged_ack_file_resends_rather_than_loses(
         queue.put(_message(i))
     queue.ack(len(queue.take(2, 500_000)))
     ack = tmp_path / queue._own.ack_name
-    queue._forget()
+    die(queue)
     ack.write_bytes(b"\x01" * 20)
     client = make_client(spool_dir=tmp_path)
     assert client.close_and_flush(5)
@@ -304,7 +305,7 @@ def test_a_live_writer_is_never_adopted_a_dead_one_is(tmp_path: Path) -> None:
     other.put(_message(0, "b"))
     assert other.take(100, 500_000) == [_message(0, "b")]
     other.ack(1)
-    alive._forget()  # dies
+    die(alive)  # dies
     assert other.take(100, 500_000) == [_message(0, "a")]
     other.ack(1)
     assert other.depth() == 0

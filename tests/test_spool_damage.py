@@ -10,6 +10,7 @@ import pytest
 
 from segment_client._json import dumps
 from segment_client._spool import SpoolQueue
+from tests._support.spool_death import die
 
 
 def _message(i: int) -> bytes:
@@ -32,7 +33,7 @@ def _dead_writer(directory: Path, count: int, segment_bytes: int) -> list[tuple[
         if segment is not before:  # rotated: the record opens the new segment
             start = segment.start
         spans.append((segment.name, start, segment.size))
-    queue._forget()
+    die(queue)
     return spans
 
 
@@ -128,7 +129,7 @@ def test_a_damaged_file_header_costs_no_count_after_a_second_crash(tmp_path: Pat
         batch = adopter.take(in_first - len(taken), 500_000)
         taken.extend(batch)
         adopter.ack(len(batch))
-    adopter._forget()  # dies too, its progress at the start of the damaged file
+    die(adopter)  # dies too, its progress at the start of the damaged file
     taken_after, lost = _drain(tmp_path)
     assert lost == 0
     assert taken + taken_after == [_message(i) for i in range(400)]

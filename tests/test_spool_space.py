@@ -25,6 +25,7 @@ from segment_client._json import dumps
 from segment_client._spool import SpoolQueue
 from segment_client.collector import Collector
 from segment_client.testing import RecordingTransport
+from tests._support.spool_death import die
 
 WORKER = str(Path(__file__).parent / "_support" / "spool_worker.py")
 
@@ -133,7 +134,7 @@ def _abandoned(directory: Path, count: int) -> list[bytes]:
     messages = [_message(i) for i in range(count)]
     for data in messages:
         assert queue.put(data)
-    queue._forget()  # like a process death: descriptors (and the flock) go, files stay
+    die(queue)  # like a process death: descriptors (and the flock) go, files stay
     return messages
 
 

@@ -15,6 +15,7 @@ from segment_client import Client, ConfigurationError
 from segment_client._json import dumps
 from segment_client._spool import SpoolQueue
 from segment_client.testing import RecordingTransport
+from tests._support.spool_death import die
 
 NOBODY = 65534
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
@@ -31,7 +32,7 @@ def _dead_writer(directory: Path, count: int, prefix: str) -> tuple[Path, Path]:
     for i in range(count):
         queue.put(_message(i, prefix))
     ack, segment = directory / queue._own.ack_name, directory / queue._live_seg.name
-    queue._forget()
+    die(queue)
     return ack, segment
 
 
