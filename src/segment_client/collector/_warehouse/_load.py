@@ -71,6 +71,14 @@ class Warehouse:
         """Run a read query on the warehouse (from the owning thread)."""
         return self.engine.query(sql, args)
 
+    def schema(self) -> list[dict[str, Any]]:
+        """Every table with its columns and row count (from the owning thread)."""
+        found = []
+        for table, columns in self.tables().items():
+            [(rows,)] = self.query(f"SELECT COUNT(*) FROM {self.engine.table(table)}")
+            found.append({"table": table, "rows": int(rows), "columns": columns})
+        return found
+
     def load(self, records: Iterable[Record], *, now: dt.datetime | None = None) -> int:
         """Load records in one transaction; returns the rows written (skipped repeats too).
 
