@@ -91,9 +91,18 @@ class Warehouse:
         for index, record in enumerate(records):
             if share and not index % _SHARE_EVERY:
                 share_gil()
-            if record.duplicate or not reaches_segment(record.message):
+            if record.duplicate:
                 continue
-            rows.extend(rows_for(record.message, record.received_at, loaded_at,
+            message = record.message
+            # `reaches_segment` without its ABC checks for what JSON decodes to.
+            integrations = message.get("integrations") if type(message) is dict else None
+            if type(integrations) is dict:
+                if integrations.get("Segment.io") is False:
+                    continue
+            elif (integrations is not None or type(message) is not dict) and not \
+                    reaches_segment(message):
+                continue
+            rows.extend(rows_for(message, record.received_at, loaded_at,
                                  f"row-{record.row_id}"))
         if not rows:
             return 0
