@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
+import json
 import pstats
 import re
 import statistics
@@ -241,7 +242,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="also time the rich event with a hand-written validator (a "
                              "lower bound for Python code) and with one that accepts "
                              "everything (the enforcement alone), and each validator alone")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON line: us/call added for each event (for "
+                             "bench/run.py)")
     args = parser.parse_args(argv)
+    if args.json:
+        chosen = variants(False, False)[:4]
+        runs = measure(chosen, args.rounds, args.number)
+        by_name = {name: run for (name, _, _, _), run in zip(chosen, runs, strict=True)}
+        out = {}
+        for size in ("simple", "rich"):
+            base, planned = by_name[f"{size} event, no plan"], by_name[f"{size} event, validated"]
+            out[f"{size}_base_us"] = statistics.median(base)
+            out[f"{size}_added_us"] = statistics.median(
+                p - b for p, b in zip(planned, base, strict=True))
+        print(json.dumps(out))
+        return
     if args.profile:
         profile(args.profile, args.number)
         return

@@ -32,7 +32,9 @@ class CountingTransport:
     def __init__(self) -> None:
         self.count = 0
 
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
+    def send(
+        self, batch: Sequence[bytes], *, retry_count: int = 0, timeout: float | None = None
+    ) -> None:
         self.count += len(batch)
 
     def close(self) -> None:

@@ -270,10 +270,11 @@ def json_ceiling(n: int) -> dict[str, Any]:
     return {"median_ns": samples[len(samples) // 2], "bytes": len(dumps(message, default=str))}
 
 
-def rawpost_ceiling(url: str, n: int) -> dict[str, Any]:
-    """Keep-alive POSTs of one pre-encoded 100-message batch: the collector's ceiling."""
+def rawpost_ceiling(url: str, n: int, size: int = 100) -> dict[str, Any]:
+    """Keep-alive POSTs of one pre-encoded `size`-message batch: the receiver's ceiling
+    for a client that costs nothing."""
     batch = []
-    for i in range(100):
+    for i in range(size):
         batch.append(
             {
                 "type": "track",
@@ -293,7 +294,7 @@ def rawpost_ceiling(url: str, n: int) -> dict[str, Any]:
     headers = {"Content-Type": "application/json", "Authorization": "Basic YmVuY2g6"}
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    requests = n // 100
+    requests = max(1, n // size)
     t0 = time.perf_counter()
     for _ in range(requests):
         conn.request("POST", "/v1/batch", body=body, headers=headers)
@@ -305,8 +306,8 @@ def rawpost_ceiling(url: str, n: int) -> dict[str, Any]:
     conn.close()
     stats = sink_stats(url)
     return {
-        "events_per_s": requests * 100 / elapsed,
-        "sent": requests * 100,
+        "events_per_s": requests * size / elapsed,
+        "sent": requests * size,
         "delivered": stats["messages"],
         "body_bytes": len(body),
     }
@@ -319,6 +320,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--server", choices=["sink", "collector"], default="sink")
+    parser.add_argument("--batch", type=int, default=100, help="rawpost: messages per request")
     args = parser.parse_args()
     global SERVER
     SERVER = args.server
@@ -331,7 +333,7 @@ def main() -> None:
     elif args.scenario == "json":
         result = json_ceiling(args.n)
     else:
-        result = rawpost_ceiling(args.url, args.n)
+        result = rawpost_ceiling(args.url, args.n, args.batch)
     print(json.dumps(result), flush=True)
     sys.stdout.flush()
     os._exit(0)  # skip peers' atexit joins; everything measured is already delivered

@@ -346,3 +346,89 @@ def test_demo_local_flag_ignores_the_write_key(
     assert code == 0 and "to a local collector" in out
     code, _, err = run(capsys, "demo", "--keep-open")
     assert code == 2 and "--local" in err
+
+
+# -- usage, configuration and I/O errors: exit 2, one line, nothing sent -----------------
+
+
+def one_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--timeout", "-1"], "segment-client track: error: argument --timeout: expected "
+         "seconds >= 0, got '-1' (see segment-client track --help)"),
+        (["--timeout", "nan"], "argument --timeout: expected seconds >= 0, got 'nan'"),
+        (["--max-retries", "-1"], "argument --max-retries: expected a number >= 0, got '-1'"),
+        (["--properties", "[1]"], "--properties must be a JSON object, got list"),
+        (["--timestamp", "not a date"], "timestamp: cannot parse 'not a date'"),
+        (["--host", "ftp://x"], "host must start with http:// or https://"),
+    ],
+)
+def test_a_bad_option_exits_2_in_one_line_and_sends_nothing(
+    collector: Collector, capsys: pytest.CaptureFixture[str], extra: list[str], expected: str
+) -> None:
+    argv = ["track", "--host", collector.url, "--write-key", "k", "--user-id", "u-1",
+            "--event", "Signed Up", *extra]
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert expected in one_line(err)
+    assert collector.stats()["requests"] == 0
+
+
+def test_a_missing_id_exits_2_and_sends_nothing(
+    collector: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "track", "--host", collector.url, "--write-key", "k",
+                       "--event", "Signed Up")
+    assert code == 2
+    assert one_line(err) == "segment-client track: error: user_id or anonymous_id is required"
+    assert collector.stats()["requests"] == 0
+
+
+def test_collector_database_that_cannot_be_opened_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    db = tmp_path / "no" / "such" / "x.db"
+    code, _, err = run(capsys, "collector", "--port", "0", "--db", str(db))
+    assert code == 2
+    assert one_line(err).startswith(
+        f"segment-client collector: error: --db {db}: cannot open the database: "
+    )
+
+
+@pytest.mark.parametrize("value", ["99999", "-1", "http"])
+def test_collector_port_out_of_range_exits_2(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    code, _, err = run(capsys, "collector", "--port", value, "--db", ":memory:")
+    assert code == 2
+    assert one_line(err).startswith("segment-client collector: error: argument --port: ")
+
+
+def test_collector_port_in_use_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        code, _, err = run(capsys, "collector", "--port", str(busy), "--db", ":memory:")
+    assert code == 2
+    assert one_line(err).startswith(
+        f"segment-client collector: error: cannot listen on 127.0.0.1:{busy}: "
+    )
+
+
+def test_an_unknown_fault_lists_the_kinds(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "collector", "--fault", "explode", "--db", ":memory:")
+    assert code == 2
+    line = one_line(err)
+    assert line.startswith("segment-client collector: error: --fault 'explode': ")
+    assert line.endswith(
+        "a fault is comma-separated fields, one of the kinds status=CODE, drop or "
+        "delay=SECONDS, with rate=0..1, count=N, retry_after=SECONDS or store "
+        "(e.g. status=500,rate=0.2)"
+    )

@@ -253,7 +253,7 @@ def _get(url: str, timeout: float = 10) -> str:
 def test_real_uwsgi_worker_without_threads(tmp_path: Path) -> None:
     binary = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
     # uwsgi is in the test extra: a missing binary is a broken install, not a skip.
-    assert binary is not None, "uwsgi is not installed: pip install -e '.[test]'"
+    assert binary is not None, "uwsgi is not installed: pip install --group dev -e ."
     with Collector() as collector:
         app = tmp_path / "app.py"
         app.write_text(UWSGI_APP.replace("COLLECTOR", repr(collector.url)))

@@ -117,8 +117,10 @@ def test_live_options_apply_to_the_next_batch() -> None:
     transport = RecordingTransport()
     client = Client("k", transport=transport, flush_at=100, flush_interval=60)
     client.flush_at = 2
-    for _ in range(4):
-        client.track("u", "E")
+    for _ in range(2):  # two at a time: a backlog would go out in one larger batch
+        for _ in range(2):
+            client.track("u", "E")
+        assert transport.wait_for_messages(len(transport.messages) + 2)
     assert client.flush(5)
     assert [len(batch) for batch in transport.batches] == [2, 2]
     client.send = False

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from segment_client import Client, HTTPTransport, TransportError, _uwsgi
+from segment_client import Client, HTTPTransport, TransportError, _consumer, _uwsgi
 from segment_client.collector import Collector, Fault
 from segment_client.testing import RecordingTransport
 from tests._support.clock import DEADLINE_MARGIN_S as MARGIN_S
@@ -30,6 +30,13 @@ def _timed(call: Any, *args: Any) -> tuple[Any, float]:
     start = time.monotonic()
     result = call(*args)
     return result, time.monotonic() - start
+
+
+@pytest.fixture(autouse=True)
+def _one_message_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The backlog lever would send the waiting messages in one large request: these
+    # tests need many slow requests, so every batch carries flush_at (1) messages.
+    monkeypatch.setattr(_consumer, "BACKLOG_BATCH_CAP", 1)
 
 
 @pytest.fixture(name="slow_collector")

@@ -22,6 +22,7 @@ from segment_client import (
     MissingDependencyError,
     OAuthError,
     OAuthSettings,
+    _consumer,
 )
 from segment_client._transports._auth import OAuth, TokenManager
 from tests._support.localhttp import LocalServer, Request, Response, ScriptedAPI
@@ -104,7 +105,11 @@ def settings(pem: str, server: LocalServer) -> OAuthSettings:
     return OAuthSettings("client-1", "key-1", pem, auth_server=server.url)
 
 
-def test_token_fetched_once_cached_and_sent_as_bearer(rsa_key, token_server) -> None:
+def test_token_fetched_once_cached_and_sent_as_bearer(
+    rsa_key, token_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three requests of at most 3 (a backlog would otherwise go out in fewer, larger ones).
+    monkeypatch.setattr(_consumer, "BACKLOG_BATCH_CAP", 3)
     tokens, auth = token_server
     collector = ScriptedAPI(authorize=bearer_only())
     with LocalServer(collector) as api:

@@ -180,3 +180,48 @@ class TestAssertions:
         listing = str(info.value).splitlines()[-1]
         assert listing.endswith("...   <- differs: event='Big'")
         assert len(listing) < 220
+
+
+class TestNegativeAssertions:
+    """assert_not_* exists for every call type and fails naming what matched."""
+
+    def test_each_passes_when_nothing_matches(self, recorder: SegmentRecorder) -> None:
+        client = recorder.client()
+        client.identify("user-1", {"plan": "pro"})
+        client.group("user-1", "acme")
+        client.page("user-1", "Docs", "Install")
+        client.screen("user-1", "App", "Home")
+        client.alias("anon-1", "user-1")
+        client.track("user-1", "Signed Up")
+        recorder.assert_not_identified("user-2")
+        recorder.assert_not_identified("user-1", traits_include={"plan": "free"})
+        recorder.assert_not_grouped("other")
+        recorder.assert_not_paged("Pricing")
+        recorder.assert_not_paged("Install", category="Blog")
+        recorder.assert_not_screened("Settings")
+        recorder.assert_not_aliased("anon-2")
+        recorder.assert_not_aliased(user_id="user-2")
+        recorder.assert_not_tracked("Signed Out")
+
+    @pytest.mark.parametrize(
+        ("check", "expected"),
+        [
+            (lambda r: r.assert_not_identified("user-1"), "exactly 0 identify message"),
+            (lambda r: r.assert_not_grouped("acme"), "exactly 0 group message"),
+            (lambda r: r.assert_not_paged("Install"), "exactly 0 page message"),
+            (lambda r: r.assert_not_screened("Home"), "exactly 0 screen message"),
+            (lambda r: r.assert_not_aliased("anon-1", "user-1"), "exactly 0 alias message"),
+            (lambda r: r.assert_not_identified(), "exactly 0 identify message; found 1"),
+        ],
+    )
+    def test_each_fails_when_one_matches(
+        self, recorder: SegmentRecorder, check: object, expected: str
+    ) -> None:
+        client = recorder.client()
+        client.identify("user-1", {"plan": "pro"})
+        client.group("user-1", "acme")
+        client.page("user-1", "Docs", "Install")
+        client.screen("user-1", "App", "Home")
+        client.alias("anon-1", "user-1")
+        with pytest.raises(AssertionError, match=expected):
+            check(recorder)  # type: ignore[operator]

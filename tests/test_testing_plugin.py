@@ -164,3 +164,162 @@ def test_the_documented_example_project_passes(
             (pytester.path / path.name).write_text(path.read_text())
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
+
+
+GUARD_CHECK = """
+from segment_client import _guard
+
+def refused(url):
+    return _guard.refusal(url)
+"""
+
+
+def test_a_request_beyond_this_machine_is_refused_and_fails_the_test(
+    pytester: pytest.Pytester,
+) -> None:
+    """The refusal names the URL, the test, the fixture, the marker and the ini option;
+    the test fails even though its own code swallowed the error."""
+    pytester.makepyfile(
+        GUARD_CHECK
+        + """
+def test_it():
+    text = refused("https://api.segment.io/v1/batch")
+    assert text is not None
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*a request was refused:*",
+        "*request to https://api.segment.io/v1/batch refused by the segment_client pytest "
+        "plugin during "
+        "test_a_request_beyond_this_machine_is_refused_and_fails_the_test.py::test_it: "
+        "tests must not send to Segment. Record the client with the segment_recorder "
+        "fixture (segment_recorder.attach(client), or the segment_client_attach ini "
+        "option), or allow the network with @pytest.mark.segment_allow_network or "
+        "segment_client_allow_network = true",
+    ])
+
+
+def test_loopback_collectors_are_always_allowed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        GUARD_CHECK
+        + """
+import pytest
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8787/v1/batch", "http://127.8.9.1/v1/batch",
+    "http://localhost:9/v1/batch", "http://[::1]:9/v1/batch",
+    "http://app.localhost/v1/batch",
+])
+def test_loopback(url):
+    assert refused(url) is None
+
+@pytest.mark.parametrize("url", [
+    "https://events.eu1.segmentapis.com/v1/batch", "http://10.0.0.1/v1/batch",
+    "http://[::2]/v1/batch", "http://localhost.example.com/v1/batch",
+])
+def test_elsewhere(url):
+    assert refused(url) is not None
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5, failed=4)  # the refusals fail the test they were in
+
+
+def test_the_marker_and_the_ini_option_allow_the_network(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        GUARD_CHECK
+        + """
+import pytest
+
+@pytest.mark.segment_allow_network
+def test_marked():
+    assert refused("https://api.segment.io/v1/batch") is None
+
+def test_unmarked():
+    assert refused("https://api.segment.io/v1/batch") is not None
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1, failed=1)
+    pytester.makeini("[pytest]\nsegment_client_allow_network = true\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1, failed=1)
+    # With the whole session allowed, test_unmarked's assertion itself fails.
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*assert None is not None*"])
+
+
+def test_clients_created_during_a_test_record_into_the_fixture(
+    pytester: pytest.Pytester,
+) -> None:
+    """A Client made by the code under test (default host) is captured; one given a
+    loopback host or its own transport is left alone."""
+    pytester.makepyfile(
+        """
+from segment_client import Client, HTTPTransport
+from segment_client.testing import RecordingTransport
+
+def test_it(segment_recorder):
+    app = Client("app-key")  # would send to Segment
+    local = Client("k", host="http://127.0.0.1:9", send=False)
+    own = RecordingTransport()
+    custom = Client("k", host="https://api.segment.io", transport=own)
+    app.track("user-1", "Order Completed")
+    local.track("user-1", "Local")
+    custom.track("user-1", "Custom")
+    segment_recorder.assert_tracked("Order Completed", user_id="user-1", count=1)
+    segment_recorder.assert_not_tracked("Local")
+    segment_recorder.assert_not_tracked("Custom")
+    custom.flush(5)
+    assert [m["event"] for m in own.messages] == ["Custom"]
+    for client in (app, local, custom):
+        client.close_and_flush(5)
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_a_client_that_forgot_the_fixture_sends_nothing(pytester: pytest.Pytester) -> None:
+    """A real Client with the default host: the request is refused before it is made,
+    reported through on_error, and the test fails naming the fixture."""
+    pytester.makepyfile(
+        """
+from segment_client import Client
+
+def test_forgot_the_fixture():
+    errors = []
+    client = Client("k", max_retries=0, on_error=lambda error, messages: errors.append(
+        (type(error).__name__, str(error), len(messages))))
+    client.track("user-1", "Signed Up")
+    assert client.flush(5) is False
+    client.close_and_flush(1)
+    [(kind, text, count)] = errors
+    assert (kind, count) == ("TransportError", 1)
+    assert text.startswith("request to https://api.segment.io/v1/batch refused by "
+                           "the segment_client pytest plugin during "
+                           "test_a_client_that_forgot_the_fixture_sends_nothing.py::"
+                           "test_forgot_the_fixture")
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*a request was refused:*", "*segment_recorder fixture*"])
+
+
+def test_requests_mocked_by_responses_are_not_refused(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import responses
+from segment_client import Client
+
+@responses.activate
+def test_mocked():
+    responses.add(responses.POST, "https://api.segment.io/v1/batch", json={})
+    client = Client("k", max_retries=0)
+    client.track("user-1", "Signed Up")
+    assert client.flush(5) is True
+    client.close_and_flush(1)
+    assert len(responses.calls) == 1
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -15,7 +15,9 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_REQUEST_BYTES",
     "body_overhead",
+    "body_tail",
     "build_body",
+    "build_head",
     "count_fitting",
 ]
 
@@ -37,8 +39,21 @@ def body_overhead(write_key: str) -> int:
 
 def build_body(messages: Iterable[bytes], sent_at: str, write_key: str) -> bytes:
     """Join encoded messages into a `/v1/batch` body without re-encoding them."""
-    tail = dumps({"sentAt": sent_at, "writeKey": write_key})
-    return b"".join((_PREFIX, b",".join(messages), b"],", tail[1:]))
+    return build_head(messages) + body_tail(sent_at, write_key)
+
+
+def build_head(messages: Iterable[bytes]) -> bytes:
+    """The part of a body that is the same on every attempt: `{"batch":[...],`.
+
+    `sentAt` changes per attempt, so it sits in the tail: a retry rebuilds (and
+    compresses) only the tail, never the messages.
+    """
+    return b"".join((_PREFIX, b",".join(messages), b"],"))
+
+
+def body_tail(sent_at: str, write_key: str) -> bytes:
+    """The rest of a body after `build_head`: `"sentAt":...,"writeKey":...}`."""
+    return dumps({"sentAt": sent_at, "writeKey": write_key})[1:]
 
 
 def count_fitting(sizes: Iterable[int], max_count: int, max_bytes: int) -> int:

@@ -1,7 +1,9 @@
 """The `segment-client` command: send one message, run the local collector, the demo.
 
-Exit codes: 0 success; 1 a delivery failure (the reason is printed); 2 a usage error.
-The write key is read from `--write-key` or `$SEGMENT_WRITE_KEY` and never printed.
+Exit codes: 0 success; 1 a delivery failure (the reason is printed); 2 a usage,
+configuration or I/O error (a bad option, a database path that cannot be opened, a port
+that cannot be bound), reported in one line before anything is sent. The write key is
+read from `--write-key` or `$SEGMENT_WRITE_KEY` and never printed.
 
 Adding a subcommand: write `def _add_name(subparsers) -> None` that adds a parser with
 `set_defaults(handler=fn)` (fn takes the parsed namespace, returns the exit code) and
@@ -14,11 +16,13 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from ._client import DEFAULT_HOST, Client
 from ._exceptions import DeliveryError, SegmentError
@@ -34,6 +38,44 @@ _QUIET = logging.NullHandler()
 
 class UsageError(Exception):
     """A bad option value: printed with the usage hint, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit 2), not the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0..65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535 (0: any free one), got {value}")
+    return value
 
 
 def command(register: Register) -> Register:
@@ -98,9 +140,9 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         "--host", help="collector base URL (default $SEGMENT_HOST, then https://api.segment.io)"
     )
     parser.add_argument("--path", default="/v1/batch", help="batch route (default /v1/batch)")
-    parser.add_argument("--timeout", type=float, default=10.0,
+    parser.add_argument("--timeout", type=_seconds, default=10.0,
                         help="seconds to wait for delivery, retries included (default 10)")
-    parser.add_argument("--max-retries", type=int, default=3,
+    parser.add_argument("--max-retries", type=_count, default=3,
                         help="retries after a failed attempt (default 3)")
     parser.add_argument("--no-gzip", action="store_true", help="send uncompressed bodies")
 
@@ -134,7 +176,8 @@ def _send_one(args: argparse.Namespace) -> int:
     errors: list[str] = []
 
     def on_error(error: DeliveryError, messages: list[dict[str, Any]]) -> None:
-        errors.append(str(error).replace(write_key, "***"))
+        # The key as a whole word only: a short test key must not garble the text.
+        errors.append(re.sub(rf"(?<![\w-]){re.escape(write_key)}(?![\w-])", "***", str(error)))
 
     try:
         client = Client(
@@ -192,6 +235,20 @@ def _add_typegen(subparsers: Any) -> None:
     add_parser(subparsers)
 
 
+@command
+def _add_spool(subparsers: Any) -> None:
+    from ._spool._command import add_parser
+
+    add_parser(subparsers)
+
+
+@command
+def _add_destinations(subparsers: Any) -> None:
+    from .collector._routing._command import add_parser
+
+    add_parser(subparsers)
+
+
 def _plan_validator(path: str | None) -> Callable[[dict[str, Any]], list[str]] | None:
     from .collector._command import plan_validator
 
@@ -222,7 +279,7 @@ def _add_demo(subparsers: Any) -> None:
     )
     parser.add_argument("--users", type=int, default=8, help="simulated users (default 8)")
     parser.add_argument("--seed", type=int, default=7, help="stream seed (default 7)")
-    parser.add_argument("--port", type=int, default=0, help="collector port (default: free)")
+    parser.add_argument("--port", type=port, default=0, help="collector port (default: free)")
     parser.add_argument("--keep-open", action="store_true",
                         help="keep the collector and its page running until Ctrl-C")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -363,7 +420,7 @@ def _print_summary(summary: dict[str, Any], out: TextIO) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="segment-client",
         description="Send Segment messages, run a local collector, or try the demo.",
     )
@@ -387,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return handler(args)
-    except UsageError as exc:
+    except (UsageError, SegmentError) as exc:
+        # SegmentError here is a ConfigurationError or MessageError a command did not
+        # turn into a UsageError itself: still the user's input, still one line.
         print(f"segment-client {args.command}: error: {exc}", file=sys.stderr)
         return 2

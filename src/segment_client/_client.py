@@ -24,7 +24,7 @@ from ._config import (
 )
 from ._consumer import Consumer, ErrorHandler
 from ._events import Events, EventSource
-from ._exceptions import ConfigurationError, DeliveryError, MessageTooLargeError
+from ._exceptions import ConfigurationError, DeliveryError
 from ._json import dumps
 from ._messages import (
     Message,
@@ -34,11 +34,12 @@ from ._messages import (
     build_page,
     build_screen,
     build_track,
+    too_large_error,
 )
 from ._middleware import DropReporter, Middleware, MiddlewareChains
 from ._network import oauth_server_for
 from ._plan import PlanEnforcer, TrackingPlan, ViolationHandler
-from ._queue import MemoryQueue, MessageQueue, adapt_queue
+from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import current_defaults
 from ._spool import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_SYNC_INTERVAL, SpoolQueue
@@ -88,7 +89,9 @@ class Client(EventSource):
         write_key: the source's write key; defaults to `$SEGMENT_WRITE_KEY`.
         host: the collector's base URL; defaults to `$SEGMENT_HOST`, then Segment's US API.
         path: the batch route on `host`.
-        flush_at: messages per batch (1..2500).
+        flush_at: messages that trigger a batch (1..2500). Under a backlog (more
+            waiting than `flush_at`) a batch carries all that wait, up to 1,000
+            messages and 500 KB, so a burst drains in few large requests.
         flush_interval: seconds a partial batch waits after its first message.
         max_queue_size: queued messages at most; more are dropped and reported.
         max_retries: retries after a failed attempt (attempts = max_retries + 1).
@@ -125,6 +128,9 @@ class Client(EventSource):
             max_queue_size when spool_dir is set.
         spool_sync_interval: seconds between fsyncs of the spool, done in the background
             (a machine crash loses at most this much); None leaves it to the OS.
+        spool_shared_group: accept a spool directory its group may write to (several
+            users of one group sharing it deliberately); files are then made 0660.
+            False (default): such a directory is refused with ConfigurationError.
         region: "us" or "eu": Segment's host for that region (instead of `host`).
         proxies: requests-style `{"https": "http://proxy:3128"}`; the HTTPS_PROXY /
             NO_PROXY environment variables apply when not given.
@@ -168,6 +174,7 @@ class Client(EventSource):
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         spool_sync_interval: float | None = DEFAULT_SPOOL_SYNC_INTERVAL,
+        spool_shared_group: bool = False,
         region: str | None = None,
         proxies: Mapping[str, str] | None = None,
         verify: bool | str | None = None,
@@ -184,6 +191,7 @@ class Client(EventSource):
             rate_limit_budget=rate_limit_budget, queue=queue, integrations=integrations,
             tracking_plan=tracking_plan, spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes, spool_sync_interval=spool_sync_interval,
+            spool_shared_group=spool_shared_group,
             region=region, proxies=proxies, verify=verify, cert=cert, oauth=oauth,
         )
         # The plan's policies are checked here too, before anything with side effects
@@ -208,12 +216,11 @@ class Client(EventSource):
         queue_factory = config.queue
         if config.spool_dir is not None:
             queue_factory = _spool_factory(
-                config.spool_dir, config.spool_max_bytes, config.spool_sync_interval
+                config.spool_dir, config.spool_max_bytes, config.spool_sync_interval,
+                config.spool_shared_group,
             )
         if queue_factory is None:
             queue_factory = functools.partial(MemoryQueue, config.max_queue_size)
-        else:
-            queue_factory = _adapted(queue_factory)
         self._consumer = Consumer(
             queue_factory=queue_factory,
             transport=transport,
@@ -471,7 +478,7 @@ class Client(EventSource):
             return message_id
         data = dumps(message)
         if len(data) > MAX_MESSAGE_BYTES:
-            raise MessageTooLargeError(len(data), MAX_MESSAGE_BYTES)
+            raise too_large_error(message, len(data), MAX_MESSAGE_BYTES)
         if not self._send:
             self._consumer.drop_quietly("send_disabled")
         else:
@@ -589,18 +596,14 @@ def _http_transport(config: Any, events: Events) -> HTTPTransport:
     )
 
 
-def _adapted(factory: Callable[[], Any]) -> Callable[[], MessageQueue]:
-    def make() -> MessageQueue:
-        return adapt_queue(factory())
-
-    return make
-
-
 def _spool_factory(
-    directory: str, max_bytes: int, sync_interval: float | None
+    directory: str, max_bytes: int, sync_interval: float | None, shared_group: bool
 ) -> Callable[[], MessageQueue]:
     # Called again in a forked child: each process gets its own spool file.
     def make() -> MessageQueue:
-        return SpoolQueue(directory, max_bytes=max_bytes, sync_interval=sync_interval)  # type: ignore[return-value]
+        return SpoolQueue(
+            directory, max_bytes=max_bytes, sync_interval=sync_interval,
+            shared_group=shared_group,
+        )
 
     return make

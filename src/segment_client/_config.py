@@ -91,6 +91,7 @@ class ClientConfig:
     spool_dir: str | None
     spool_max_bytes: int
     spool_sync_interval: float | None
+    spool_shared_group: bool
     network: dict[str, Any]
     oauth: OAuthSettings | None
 
@@ -102,7 +103,7 @@ def check_options(
     flush_timeout: Any, retry_base_delay: Any, retry_max_delay: Any,
     rate_limit_budget: Any, queue: Any, integrations: Any, tracking_plan: Any,
     spool_dir: Any, spool_max_bytes: Any, spool_sync_interval: Any, region: Any,
-    proxies: Any, verify: Any, cert: Any, oauth: Any,
+    proxies: Any, verify: Any, cert: Any, oauth: Any, spool_shared_group: Any = False,
 ) -> ClientConfig:
     """Validate every `Client` argument (see `Client` for their meaning).
 
@@ -145,7 +146,10 @@ def check_options(
     check_number("retry_base_delay", retry_base_delay, minimum=0)
     check_number("retry_max_delay", retry_max_delay, minimum=0)
     check_number("rate_limit_budget", rate_limit_budget, minimum=0)
-    for name, flag in (("gzip", gzip), ("send", send), ("sync_mode", sync_mode)):
+    for name, flag in (
+        ("gzip", gzip), ("send", send), ("sync_mode", sync_mode),
+        ("spool_shared_group", spool_shared_group),
+    ):
         check_flag(name, flag)
     if on_error is not None and not callable(on_error):
         raise ConfigurationError(f"on_error must be callable, got {on_error!r}")
@@ -181,5 +185,5 @@ def check_options(
         integrations=dict(integrations or {}), tracking_plan=plan,
         spool_dir=None if spool_dir is None else os.fspath(spool_dir),
         spool_max_bytes=spool_max_bytes, spool_sync_interval=spool_sync_interval,
-        network=network, oauth=oauth,
+        spool_shared_group=spool_shared_group, network=network, oauth=oauth,
     )

@@ -12,7 +12,6 @@ both account for the same messages.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,8 +27,10 @@ from ._events import (
     Events,
 )
 from ._exceptions import ClientClosedError, DeliveryError, QueueFullError
+from ._forks import getpid
 from ._json import loads
 from ._log import DeliveryLog, describe, where
+from ._messages import stock_ids
 from ._queue import MessageQueue
 from ._retry import RetryPolicy
 from ._sender import Sender
@@ -43,6 +44,12 @@ logger = logging.getLogger("segment_client")
 ErrorHandler = Callable[[DeliveryError, list[dict[str, Any]]], None]
 
 THREAD_NAME = "segment_client.consumer"
+#: Messages a batch may carry under a backlog (more waiting than `flush_at`): a burst
+#: drains in fewer, larger requests. The request limit (500 KB) still applies, so with
+#: typical ~0.7 KB events a backlog batch holds about 700. Chosen by measurement (bench/
+#: batch_cap.py, docs/delivery.md): half the client CPU per event of 100 per request;
+#: past it no further gain, while a burst's first request and each retry grow.
+BACKLOG_BATCH_CAP = 1000
 
 
 class Consumer:
@@ -94,7 +101,7 @@ class Consumer:
             self._start()
 
     def _init_state(self) -> None:
-        self._pid = os.getpid()
+        self._pid = getpid()
         self.queue = self._queue_factory()
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
@@ -139,14 +146,14 @@ class Consumer:
     def close_at_exit(self) -> None:
         """A close bounded by `exit_timeout`, unless closed already or from another
         process (called by `_process` at interpreter exit)."""
-        if self._pid == os.getpid() and not self._close_started:
+        if self._pid == getpid() and not self._close_started:
             self.close(self.exit_timeout)
 
     # -- caller side ---------------------------------------------------------------
 
     def put(self, data: bytes, message: dict[str, Any]) -> bool:
         """Queue one encoded message; never blocks. False when it was dropped."""
-        if self._pid != os.getpid():
+        if self._pid != getpid():
             self.reset_after_fork()
         if self._closing:
             if self.events.call_after_close:
@@ -262,11 +269,14 @@ class Consumer:
 
     def _run(self) -> None:
         try:
+            stock_ids()
             while self._wait_for_trigger():
                 with self._delivery_lock:
                     batch = self._take()
                     if batch:
                         self._deliver(batch, deadline=self._deadline)
+                # The callers' next ids, made here rather than in a call (see stock_ids).
+                stock_ids()
         except Exception:  # a bug here must not pass silently
             logger.exception("the consumer thread crashed")
 
@@ -306,11 +316,20 @@ class Consumer:
         with self._lock:
             if self._stop.is_set():
                 return []
-            batch = self.queue.take(self.flush_at, self._max_bytes)
+            batch = self.queue.take(self._batch_size(), self._max_bytes)
             self._in_flight = batch
             self._in_flight_done = 0
         self._drain_losses()
         return batch
+
+    def _batch_size(self) -> int:
+        """How many messages the next batch may carry: `flush_at`, or under a backlog
+        (more than `flush_at` waiting) all that wait, up to `BACKLOG_BATCH_CAP`."""
+        flush_at = self.flush_at
+        depth = self.queue.depth()
+        if depth <= flush_at:
+            return flush_at
+        return max(flush_at, min(depth, BACKLOG_BATCH_CAP))
 
     def _deliver(self, batch: list[bytes], deadline: float | None) -> None:
         """Send the in-flight `batch` and account for every message of it."""
@@ -418,7 +437,7 @@ class Consumer:
     def flush(self, timeout: float | None = None) -> bool:
         """Send what is queued now and wait for it. True when all of it was delivered."""
         deadline = None if timeout is None else self._clock() + timeout
-        if self._pid != os.getpid():
+        if self._pid != getpid():
             self.reset_after_fork()
         with self._lock:
             pending = self.queue.depth() + len(self._in_flight) - self._in_flight_done
@@ -470,7 +489,7 @@ class Consumer:
         call waits (up to its own timeout) for the first and returns its result.
         """
         deadline = None if timeout is None else self._clock() + timeout
-        if self._pid != os.getpid():
+        if self._pid != getpid():
             self.reset_after_fork()
         with self._lock:
             first = not self._close_started

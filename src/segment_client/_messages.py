@@ -16,7 +16,9 @@ from typing import Any
 
 from dateutil import parser as _dateparser
 
-from ._exceptions import MessageError
+from ._exceptions import MessageError, MessageTooLargeError
+from ._forks import getpid
+from ._json import largest_field
 from ._version import __version__
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "format_timestamp",
     "new_message_id",
     "now_timestamp",
+    "stock_ids",
+    "too_large_error",
 ]
 
 Message = dict[str, Any]
@@ -42,10 +46,12 @@ LIBRARY: dict[str, str] = {"name": LIBRARY_NAME, "version": __version__}
 MAX_MESSAGE_ID_LENGTH = 100
 
 _urandom = os.urandom
-_getpid = os.getpid
+_getpid = getpid  # os.getpid() without a system call per id (see _forks)
 _time_ns = time.time_ns
-# Message ids made per os.urandom call, the pool they wait in, and the pid that made them.
+# Message ids made per os.urandom call by a caller, the pool they wait in, and the pid
+# that made them; the consumer tops the pool up to _ID_STOCK between batches.
 _ID_BATCH = 128
+_ID_STOCK = 2048
 _id_pool: list[str] = []
 _id_pid = -1
 # The RFC 4122 variant digit for each random hex digit: 10xx in binary.
@@ -61,10 +67,12 @@ _ms_cache: tuple[int, str] = (-1, "")
 def new_message_id() -> str:
     """Return a fresh random message id: UUID version 4 text, from `os.urandom`.
 
-    The same as `str(uuid.uuid4())` at a fraction of the cost: ids are made 128 at a
-    time from one `os.urandom` call (a system call that also releases the GIL, inviting
-    a thread switch on the caller's path) and handed out by `list.pop()`, which is
-    atomic. Thread-safe. Fork-safe: a process never uses ids made in another (pid check).
+    The same as `str(uuid.uuid4())` at a fraction of the cost: ids are made in bulk from
+    one `os.urandom` call and handed out by `list.pop()`, which is atomic. The consumer
+    thread keeps the pool stocked between batches (`stock_ids`), so a caller rarely makes
+    the system call itself (it also releases the GIL, inviting a thread switch in the
+    middle of the call). Thread-safe. Fork-safe: a process never uses ids made in
+    another (pid check).
     """
     if _id_pid == _getpid():
         try:
@@ -74,21 +82,37 @@ def new_message_id() -> str:
     return _refill_ids()
 
 
-def _refill_ids() -> str:
+def stock_ids(minimum: int = _ID_STOCK) -> None:
+    """Top the id pool up to `minimum` ids made in this process. Thread-safe; called by
+    the consumer thread between batches, off the callers' path."""
+    _own_pool()
+    while len(_id_pool) < minimum:
+        _id_pool.extend(_make_ids(minimum))
+
+
+def _own_pool() -> None:
     global _id_pid
     pid = _getpid()
     if _id_pid != pid:
         _id_pool.clear()  # made in the parent before a fork: the parent uses them
         _id_pid = pid
-    raw = _urandom(16 * _ID_BATCH).hex()
-    variant = _VARIANT
-    ids = [
-        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}"
-        for h in [raw[i : i + 32] for i in range(0, len(raw), 32)]
-    ]
+
+
+def _refill_ids() -> str:
+    _own_pool()
+    ids = _make_ids(_ID_BATCH)
     # Two threads refilling at once both add fresh ids: nothing is handed out twice.
     _id_pool.extend(ids[1:])
     return ids[0]
+
+
+def _make_ids(count: int) -> list[str]:
+    raw = _urandom(16 * count).hex()
+    variant = _VARIANT
+    return [
+        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}"
+        for h in [raw[i : i + 32] for i in range(0, len(raw), 32)]
+    ]
 
 
 def now_timestamp() -> str:
@@ -364,3 +388,14 @@ def build_alias(
     msg["userId"] = uid
     msg["previousId"] = prev
     return msg
+
+
+def too_large_error(message: Mapping[str, Any], size: int, limit: int) -> MessageTooLargeError:
+    """The `MessageTooLargeError` for `message` (`size` bytes encoded), naming the field
+    that holds most of it. Slow (encodes parts again): only for a refused message."""
+    error = MessageTooLargeError(size, limit)
+    path, field_size = largest_field(message)
+    if path:
+        error.args = (f"{error}; the largest field is {path} ({field_size} bytes)",)
+    error.field = path  # type: ignore[attr-defined]
+    return error

@@ -292,6 +292,31 @@ class SegmentRecorder:
             "alias", count, previousId=previous_id, userId=user_id, _include={}
         )
 
+    def assert_not_identified(self, user_id: Any = _UNSET, **filters: Any) -> None:
+        """Assert no identify call matches (takes the filters of `assert_identified`)."""
+        __tracebackhide__ = True
+        self.assert_identified(user_id, count=0, **filters)
+
+    def assert_not_grouped(self, group_id: Any = _UNSET, **filters: Any) -> None:
+        """Assert no group call matches (takes the filters of `assert_grouped`)."""
+        __tracebackhide__ = True
+        self.assert_grouped(group_id, count=0, **filters)
+
+    def assert_not_paged(self, name: Any = _UNSET, **filters: Any) -> None:
+        """Assert no page call matches (takes the filters of `assert_paged`)."""
+        __tracebackhide__ = True
+        self.assert_paged(name, count=0, **filters)
+
+    def assert_not_screened(self, name: Any = _UNSET, **filters: Any) -> None:
+        """Assert no screen call matches (takes the filters of `assert_screened`)."""
+        __tracebackhide__ = True
+        self.assert_screened(name, count=0, **filters)
+
+    def assert_not_aliased(self, previous_id: Any = _UNSET, user_id: Any = _UNSET) -> None:
+        """Assert no alias call matches."""
+        __tracebackhide__ = True
+        self.assert_aliased(previous_id, user_id, count=0)
+
     def assert_no_messages(self) -> None:
         """Assert nothing at all was recorded."""
         __tracebackhide__ = True

@@ -127,8 +127,15 @@ def make_live_client(collector: Collector) -> Iterator[Callable[..., Client]]:
 
 
 @pytest.fixture(scope="session")
-def docs_img() -> Path:
-    path = Path(__file__).resolve().parents[2] / "docs" / "img"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def docs_img(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests put the screenshots the docs show.
+
+    A temporary directory, so a test run never changes the working tree; with
+    SEGMENT_CLIENT_DOCS_SCREENSHOTS=1 the docs' own docs/img, to refresh them.
+    """
+    if os.environ.get("SEGMENT_CLIENT_DOCS_SCREENSHOTS") == "1":
+        path = Path(__file__).resolve().parents[2] / "docs" / "img"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("docs-img")
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-segment_analytics = pytest.importorskip("segment.analytics")
-from segment.analytics import consumer as sa_consumer  # noqa: E402
-from segment.analytics.client import Client as AnalyticsClient  # noqa: E402
+import segment.analytics as segment_analytics
+from segment.analytics import consumer as sa_consumer
+from segment.analytics.client import Client as AnalyticsClient
 
-from tests.interop.conftest import Target, fault  # noqa: E402
+from tests.interop.conftest import Target, fault
 
 WHEN = datetime.datetime(2026, 11, 30, 12, 0, 0, 123000, tzinfo=datetime.timezone.utc)
 

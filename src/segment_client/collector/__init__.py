@@ -16,7 +16,9 @@ this package.
 
 from __future__ import annotations
 
+from ._destinations import Destinations
 from ._faults import Fault, FaultPlan, parse_fault
+from ._routing import DestinationsError
 from ._server import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, Collector, Validator
 from ._validate import validate_message
 
@@ -24,6 +26,8 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_REQUEST_BYTES",
     "Collector",
+    "Destinations",
+    "DestinationsError",
     "Fault",
     "FaultPlan",
     "Validator",

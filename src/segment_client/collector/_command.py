@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from segment_client._cli import UsageError
+from segment_client._cli import UsageError, port
 
 from ._faults import Fault, parse_fault
 
@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Run a local Segment-compatible collector with a debugger page.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8787, help="port (default 8787; 0: any)")
+    parser.add_argument("--port", type=port, default=8787, help="port (default 8787; 0: any)")
     parser.add_argument("--db", default="segment-collector.sqlite3",
                         help="SQLite file, or :memory: (default segment-collector.sqlite3)")
     parser.add_argument("--quiet", action="store_true", help="no line per batch")
@@ -71,7 +71,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="connections served at once; more get 503 (default 256)")
     parser.add_argument("--idle-timeout", type=float, default=60.0, metavar="SECONDS",
                         help="close a connection idle this long (default 60)")
+    # Routing, warehouse and usage (collector/_destinations.py).
+    parser.add_argument("--destinations", metavar="FILE",
+                        help="route by this destinations file (TOML or JSON); see Usage")
+    parser.add_argument("--warehouse", metavar="URL",
+                        help="keep Segment's warehouse schema loaded: sqlite:PATH or "
+                             "postgresql://USER@HOST/DB")
     parser.set_defaults(handler=run)
+    from ._usage._command import add_parser as add_report
+
+    add_report(parser.add_subparsers(dest="collector_command", metavar="ACTION"))
     return parser
 
 
@@ -103,12 +112,22 @@ def plan_validator(path: str | None) -> Callable[[dict[str, Any]], list[str]] | 
         raise UsageError(f"--tracking-plan: {exc}") from None
 
 
+FAULT_KINDS = (
+    "a fault is comma-separated fields, one of the kinds status=CODE, drop or "
+    "delay=SECONDS, with rate=0..1, count=N, retry_after=SECONDS or store "
+    "(e.g. status=500,rate=0.2)"
+)
+
+
 def faults(specs: Sequence[str]) -> list[Fault]:
-    """The `--fault` specs parsed; UsageError naming the bad one."""
-    try:
-        return [parse_fault(spec) for spec in specs]
-    except ValueError as exc:
-        raise UsageError(f"--fault: {exc}") from None
+    """The `--fault` specs parsed; UsageError naming the bad one and the valid kinds."""
+    parsed = []
+    for spec in specs:
+        try:
+            parsed.append(parse_fault(spec))
+        except ValueError as exc:
+            raise UsageError(f"--fault {spec!r}: {exc}; {FAULT_KINDS}") from None
+    return parsed
 
 
 def interrupt_on_sigterm() -> None:
@@ -123,28 +142,35 @@ def interrupt_on_sigterm() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the collector and serve until Ctrl-C / SIGTERM; returns the exit code."""
+    import sqlite3
+
     from ._server import Collector
 
     key = write_key(args)
+    rules, validator = faults(args.fault), plan_validator(args.tracking_plan)
     try:
         collector = Collector(
             args.host, args.port, db=args.db, write_key=key, strict=args.strict,
-            faults=faults(args.fault), seed=args.seed,
+            faults=rules, seed=args.seed,
             log=None if args.quiet else sys.stdout, discard=args.discard,
-            validator=plan_validator(args.tracking_plan),
+            validator=validator,
             analytics_js_dir=args.analytics_js_dir,
             allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
             max_connections=args.max_connections, idle_timeout=args.idle_timeout,
         )
+    except (OSError, sqlite3.Error) as exc:  # I/O: exit 2 in one line, like a bad option
+        raise UsageError(f"--db {args.db}: cannot open the database: {exc}") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    from ._destinations import attach_options
+
+    destinations = attach_options(collector, args.destinations, args.warehouse)
     try:
         url = collector.start()
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
+        destinations.close()
         collector.store.close()
-        print(f"segment-client: cannot listen on {args.host}:{args.port}: {exc}",
-              file=sys.stderr)
-        return 1
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     auth = "write key required" if key else "any write key"
     if args.allow_origin:
         auth += "; events from " + ", ".join(args.allow_origin)
@@ -160,5 +186,6 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         collector.close()
+        destinations.close()
     print("segment-client collector stopped", flush=True)
     return 0

@@ -1,16 +1,25 @@
-"""Pieces shared by every integration: the missing-extra error and the lazy per-process client."""
+"""Pieces shared by every integration: the missing-extra error, the checks of settings
+at startup and the lazy per-process client."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from segment_client._client import Client
-from segment_client._exceptions import MissingDependencyError
+from segment_client import Client, ConfigurationError, MissingDependencyError
 
-__all__ = ["LazyClient", "logger", "missing_dependency"]
+__all__ = [
+    "LazyClient",
+    "check_bool",
+    "check_client_options",
+    "check_seconds",
+    "logger",
+    "missing_dependency",
+]
 
 logger = logging.getLogger("segment_client")
 
@@ -21,6 +30,82 @@ def missing_dependency(integration: str, extra: str, exc: ImportError) -> Missin
         f"segment_client.integrations.{integration} needs {exc.name or extra!s}, which is not "
         f"installed: pip install 'segment-client[{extra}]'"
     )
+
+
+# What a settings check passes as the key when none is configured: a missing key is
+# reported when the client is first used (Client falls back to $SEGMENT_WRITE_KEY then),
+# so an app without one still starts (tests, local runs).
+_PLACEHOLDER_KEY = "startup-check"
+
+
+def _client_parameters() -> dict[str, inspect.Parameter]:
+    parameters = dict(inspect.signature(Client).parameters)
+    parameters.pop("write_key", None)
+    return parameters
+
+
+def check_client_options(
+    write_key: object, host: object, options: Mapping[str, Any], where: str
+) -> None:
+    """Check `Client(write_key, host=host, **options)` without building anything.
+
+    Raises `ConfigurationError` naming the key in `where` (e.g. "SEGMENT['OPTIONS']"):
+    an unknown option, or a value the Client would refuse. No client, thread, file or
+    socket is made, so a server that forks after startup is unaffected.
+    """
+    parameters = _client_parameters()
+    for name in options:
+        if not isinstance(name, str) or name not in parameters or name == "host":
+            expected = ", ".join(sorted(set(parameters) - {"host"}))
+            raise ConfigurationError(
+                f"{where}: {name!r} is not a Client option; expected some of: {expected}"
+            )
+    if write_key is not None and (not isinstance(write_key, str) or not write_key):
+        raise ConfigurationError(
+            f"the write key must be a non-empty string, got {type(write_key).__name__}"
+        )
+    bound = {name: p.default for name, p in parameters.items()}
+    bound.update(options)
+    bound["host"] = host
+    key = write_key or os.environ.get("SEGMENT_WRITE_KEY") or _PLACEHOLDER_KEY
+    try:
+        _validate(key, bound)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+
+
+def _validate(write_key: str, arguments: dict[str, Any]) -> None:
+    """Run the checks `Client()` runs on its arguments before it builds anything.
+
+    The one place an integration uses private modules: the checks are the Client's
+    own, so an option is accepted here exactly when `Client()` would accept it.
+    """
+    from segment_client._config import check_options
+    from segment_client._plan import PlanEnforcer
+
+    policies = ("on_violation", "on_unplanned", "on_plan_violation")
+    config = check_options(write_key, **{k: v for k, v in arguments.items() if k not in policies})
+    if config.tracking_plan is not None:  # the plan's policies: checked, nothing kept
+        PlanEnforcer(
+            config.tracking_plan, on_violation=arguments["on_violation"],
+            on_unplanned=arguments["on_unplanned"], handler=arguments["on_plan_violation"],
+            drop=lambda reason, error, messages: None,
+        )
+
+
+def check_seconds(name: str, value: object, *, optional: bool = False) -> None:
+    """`value` must be seconds >= 0 (or None when `optional`); ConfigurationError naming it."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        expected = "None or seconds >= 0" if optional else "seconds >= 0"
+        raise ConfigurationError(f"{name} must be {expected}, got {value!r}")
+
+
+def check_bool(name: str, value: object) -> None:
+    """`value` must be True or False; ConfigurationError naming it."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}")
 
 
 class LazyClient:

@@ -23,9 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from segment_client._client import Client
-from segment_client._exceptions import ConfigurationError
-from segment_client._scope import MessageDefaults, reset_context_defaults, set_context_defaults
+from segment_client import (
+    Client,
+    ConfigurationError,
+    MessageDefaults,
+    reset_context_defaults,
+    set_context_defaults,
+)
 
 from ._common import logger
 

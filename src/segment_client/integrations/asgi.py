@@ -26,10 +26,9 @@ import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from segment_client._client import Client
-from segment_client._exceptions import ConfigurationError
+from segment_client import Client, ConfigurationError
 
-from ._common import LazyClient, logger
+from ._common import LazyClient, check_bool, check_seconds, logger
 from ._web import (
     RequestFacts,
     RequestScope,
@@ -126,6 +125,8 @@ class SegmentMiddleware:
             raise ConfigurationError(
                 f"client must be a Client or a function returning one, got {client!r}"
             )
+        check_bool("close_on_shutdown", close_on_shutdown)
+        check_seconds("shutdown_timeout", shutdown_timeout)
         self.app = app
         self.web = WebSettings.build(
             trusted_proxies=trusted_proxies,

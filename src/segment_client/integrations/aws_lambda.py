@@ -30,8 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from segment_client._client import Client
-from segment_client._exceptions import ConfigurationError
+from segment_client import Client, ConfigurationError
 
 from ._common import logger
 
@@ -50,6 +49,15 @@ def _check_source(client: object) -> None:
     if not isinstance(client, Client) and not callable(client):
         raise ConfigurationError(
             f"client must be a Client or a function returning one, got {client!r}"
+        )
+
+
+def _check_context(context: object, helper: str) -> None:
+    # flush_now(client, 2) reads like a timeout; it would be taken as the context.
+    if isinstance(context, int | float | str):
+        raise ConfigurationError(
+            f"{helper}(client, {context!r}): the second argument is the Lambda context; "
+            f"pass a bound as timeout={context!r}"
         )
 
 
@@ -85,8 +93,10 @@ def flush_now(
     """Flush `client` within the invocation's remaining time minus `safety_margin`.
 
     Blocks up to that long (or `timeout` when smaller; `DEFAULT_TIMEOUT` with no context).
-    Returns True when everything queued was delivered. Never raises.
+    Returns True when everything queued was delivered. Never raises on delivery; a
+    number given as the context (`flush_now(client, 2)`) is a `ConfigurationError`.
     """
+    _check_context(context, "flush_now")
     try:
         resolved = client if isinstance(client, Client) else client()
         bound = _timeout(context, safety_margin, timeout)
@@ -114,6 +124,7 @@ def flushing(
 ) -> Iterator[None]:
     """`with flushing(client, context):` flushes on the way out, even on an exception."""
     _check_source(client)
+    _check_context(context, "flushing")
     try:
         yield
     finally:

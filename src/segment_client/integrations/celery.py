@@ -25,22 +25,26 @@ def send_welcome(user_id):
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from contextvars import Token
 from typing import Any
 
-from ._common import LazyClient, logger, missing_dependency
+from ._common import LazyClient, check_bool, check_seconds, logger, missing_dependency
 
 try:
     from celery import Celery, signals
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_dependency("celery", "celery", exc) from exc
 
-from segment_client._client import Client
-from segment_client._exceptions import ConfigurationError
-from segment_client._json import dumps, loads
-from segment_client._scope import MessageDefaults, current_defaults, set_context_defaults
+from segment_client import (
+    Client,
+    ConfigurationError,
+    MessageDefaults,
+    context_defaults,
+    set_context_defaults,
+)
 
 __all__ = ["HEADER", "SegmentCelery"]
 
@@ -48,21 +52,33 @@ __all__ = ["HEADER", "SegmentCelery"]
 HEADER = "segment_client_defaults"
 
 
+def _current_defaults() -> MessageDefaults | None:
+    """The message defaults in force, or None when there are none to carry."""
+    # Entering with nothing to add yields what is in force (the public request-context
+    # hook); leaving restores it unchanged.
+    with context_defaults() as defaults:
+        pass
+    if defaults.user_id is None and defaults.anonymous_id is None and not defaults.context:
+        return None
+    return defaults
+
+
 def _encode(defaults: MessageDefaults) -> str:
-    return dumps(
+    return json.dumps(
         {
             "userId": defaults.user_id,
             "anonymousId": defaults.anonymous_id,
             "context": dict(defaults.context),
-        }
-    ).decode("utf-8")
+        },
+        default=str, ensure_ascii=False, separators=(",", ":"),
+    )
 
 
 def _decode(raw: object) -> MessageDefaults | None:
     if not isinstance(raw, str | bytes):
         return None
     try:
-        data = loads(raw)
+        data = json.loads(raw)
     except ValueError:
         return None
     if not isinstance(data, dict):
@@ -109,6 +125,8 @@ class SegmentCelery:
                 raise ConfigurationError(f"client() must return a Client, got {built!r}")
             return built
 
+        check_bool("propagate", propagate)
+        check_seconds("shutdown_timeout", shutdown_timeout)
         self._client = LazyClient(build)
         self.propagate = propagate
         self.shutdown_timeout = shutdown_timeout
@@ -165,7 +183,7 @@ class SegmentCelery:
             logger.exception("closing the client at worker shutdown failed")
 
     def _on_publish(self, headers: dict[str, Any] | None = None, **_: Any) -> None:
-        defaults = current_defaults()
+        defaults = _current_defaults()
         if defaults is None or headers is None:
             return
         try:

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._common import LazyClient, missing_dependency
+from ._common import LazyClient, check_client_options, missing_dependency
 
 try:
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -41,8 +41,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_dependency("django", "django", exc) from exc
 
-from segment_client._client import Client
-from segment_client._exceptions import ConfigurationError
+from segment_client import Client, ConfigurationError
 
 from ._web import RequestFacts, RequestScope, WebSettings, identify_user
 
@@ -91,6 +90,7 @@ def _load_config() -> _Config:
     factory = _callable_setting("CLIENT", raw.get("CLIENT"))
     if factory is None:
         write_key, host = raw.get("WRITE_KEY"), raw.get("HOST")
+        check_client_options(write_key, host, options, "settings.SEGMENT")
 
         def factory() -> Client:
             return Client(write_key, host=host, **options)

@@ -33,15 +33,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._common import LazyClient, missing_dependency
+from ._common import LazyClient, check_client_options, missing_dependency
 
 try:
     from flask import Flask, current_app, g, has_app_context, request, session
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_dependency("flask", "flask", exc) from exc
 
-from segment_client._client import Client
-from segment_client._exceptions import ConfigurationError
+from segment_client import Client, ConfigurationError
 
 from ._web import RequestFacts, RequestScope, WebSettings, identify_user
 
@@ -109,6 +108,7 @@ class Segment:
             if not isinstance(options, Mapping):
                 raise ConfigurationError(f"SEGMENT_OPTIONS must be a dict, got {options!r}")
             write_key, host = config.get("SEGMENT_WRITE_KEY"), config.get("SEGMENT_HOST")
+            check_client_options(write_key, host, options, "SEGMENT_OPTIONS")
 
             def factory() -> Client:
                 return Client(write_key, host=host, **options)

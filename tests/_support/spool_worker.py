@@ -5,6 +5,10 @@
     python spool_worker.py outage N SPOOL           # N during an outage; print JSON
     python spool_worker.py collector N SPOOL URL    # the same against a real collector
     python spool_worker.py fsize N SPOOL LIMIT      # N under RLIMIT_FSIZE; print JSON
+    python spool_worker.py flood N SPOOL URL [LIMIT]  # N to a live collector, flushing
+                                    # every 200 (under RLIMIT_FSIZE LIMIT); print JSON
+    python spool_worker.py fill N SPOOL             # track N, collector down, until the
+                                                    # disk is full; close; print JSON
 
 Accepted ids are printed to stdout, line-buffered, after each call returns, so the test
 knows exactly what was accepted when it kills the process.
@@ -12,6 +16,7 @@ knows exactly what was accepted when it kills the process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -40,7 +45,9 @@ class FileTransport:
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
+    def send(
+        self, batch: Sequence[bytes], *, retry_count: int = 0, timeout: float | None = None
+    ) -> None:
         os.write(self._fd, b"".join(b"m-%d\n" % _index(data) for data in batch))
 
     def close(self) -> None:
@@ -57,7 +64,9 @@ class SwitchTransport:
         self.attempts = 0
         self._cond = threading.Condition()
 
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
+    def send(
+        self, batch: Sequence[bytes], *, retry_count: int = 0, timeout: float | None = None
+    ) -> None:
         with self._cond:
             self.attempts += 1
             self._cond.notify_all()
@@ -175,13 +184,13 @@ def fsize(count: int, spool: str, limit: int) -> None:
         errors.append(type(error).__name__)
 
     transport = RecordingTransport()
-    # The limit is in place before the spool file exists: its preallocation fails (EFBIG,
-    # like ENOSPC on a full disk), so the spool falls back to write(2), which fails per
-    # message once the file reaches the limit. (A file already preallocated would hold
-    # every message: that space is reserved.)
+    # The limit is in place before the spool file exists. Nothing is delivered during the
+    # calls (flush_at above the count, flush_interval=60), so every message must be held
+    # under the limit.
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     client = Client(
-        "k", transport=transport, spool_dir=spool, on_error=on_error, flush_interval=60
+        "k", transport=transport, spool_dir=spool, on_error=on_error, flush_interval=60,
+        flush_at=count + 1,
     )
     _track_fixed(client, 0)
     record = client.stats().spool_bytes - 16
@@ -192,12 +201,62 @@ def fsize(count: int, spool: str, limit: int) -> None:
         except Exception:
             raised += 1
     stats = client.stats()
+    largest = max(os.stat(os.path.join(spool, name)).st_size for name in os.listdir(spool))
     closed = client.close_and_flush(30)
     print(json.dumps({
         "record": record, "queued": stats.queued, "dropped": stats.dropped, "raised": raised,
-        "errors": errors, "closed": closed,
+        "errors": errors, "closed": closed, "largest_file": largest,
+        "held": stats.queue_depth,
         "delivered": [m["messageId"] for m in transport.messages],
     }))
+
+
+def flood(count: int, spool: str, url: str, limit: int | None) -> None:
+    """Track `count` to the collector at `url` (up throughout), flushing every 200 so
+    that it keeps up, on a small file system or under RLIMIT_FSIZE `limit`; print the
+    counts as JSON."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    if limit is not None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    reported: list[int] = []
+
+    def on_error(error: DeliveryError, messages: list[dict[str, Any]]) -> None:
+        reported.append(len(messages))
+
+    client = Client("k", host=url, spool_dir=spool, on_error=on_error, gzip=False)
+    largest = 0
+    for i in range(count):
+        _track(client, i, {"i": i, "pad": "x" * 200})
+        if i % 200 == 199:
+            client.flush(30)
+            for name in os.listdir(spool):
+                with contextlib.suppress(FileNotFoundError):  # deleted once delivered
+                    largest = max(largest, os.stat(os.path.join(spool, name)).st_size)
+    closed = client.close_and_flush(120)
+    print(json.dumps({
+        "stats": client.stats().as_dict(), "reported": sum(reported), "closed": closed,
+        "largest_file": largest, "files_left": os.listdir(spool),
+    }), flush=True)
+
+
+def fill(count: int, spool: str) -> None:
+    """Track up to `count` while the collector is down, until the disk is full; close
+    (the messages stay in the spool); print how many were accepted and the ids."""
+    client = Client(
+        "k", transport=RecordingTransport(fail_always=503), spool_dir=spool,
+        max_retries=0, retry_max_delay=1.0,
+    )
+    accepted = []
+    for i in range(count):
+        _track(client, i, {"i": i, "pad": "x" * 200})
+        if client.stats().queued == len(accepted) + 1:
+            accepted.append(f"m-{i}")
+    stats = client.stats()
+    closed = client.close_and_flush(0.5)
+    print(json.dumps({
+        "accepted": accepted, "dropped": stats.dropped, "closed": closed,
+        "left": client.stats().queue_depth,
+    }), flush=True)
 
 
 def main() -> None:
@@ -210,6 +269,10 @@ def main() -> None:
         outage(int(count), spool)
     elif mode == "collector":
         collector(int(count), spool, rest[0])
+    elif mode == "fill":
+        fill(int(count), spool)
+    elif mode == "flood":
+        flood(int(count), spool, rest[0], int(rest[1]) if len(rest) > 1 else None)
     elif mode == "fsize":
         fsize(int(count), spool, int(rest[0]))
     else:
