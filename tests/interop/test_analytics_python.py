@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 import segment.analytics as segment_analytics
 from segment.analytics import consumer as sa_consumer
 from segment.analytics.client import Client as AnalyticsClient
