@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from segment_client.collector._time import parse_iso
+
 __all__ = [
     "MAX_TEXT",
     "Row",
@@ -218,15 +220,8 @@ def _flatten_into(data: Mapping[Any, Any], prefix: str, values: dict[str, Any],
 
 
 def _timestamp(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)
+    parsed = parse_iso(value)
+    return parsed.astimezone(dt.timezone.utc) if parsed is not None else None
 
 
 def _canonical(value: Any) -> str | None:
