@@ -13,6 +13,9 @@ parse, validate, insert). `--in-process` shares one interpreter (and its GIL) in
 collector and reports the loading lag sampled during the run and the time to catch up
 after it; it implies `--unique` (every message its own messageId, one bytes.replace per
 request), since a warehouse skips repeated messageIds and would look faster than it is.
+Without `--db` it stores in a temporary file, as `segment-client collector` does, so the
+loader runs in its own process (with `--db :memory:` it is a thread of the collector);
+the CPU time of that process is printed apart.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--gzip", action="store_true")
-    parser.add_argument("--db", default=":memory:")
+    parser.add_argument("--db", help="store path (default :memory:; a temporary file with "
+                        "--warehouse)")
     parser.add_argument("--in-process", action="store_true")
     parser.add_argument("--discard", action="store_true", help="count only, no SQLite")
     parser.add_argument("--no-orjson", action="store_true",
@@ -85,6 +89,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.warehouse:
         args.unique = True
+    if args.db is None:
+        args.db = ":memory:"
+        if args.warehouse:
+            import tempfile
+
+            args.db = os.path.join(tempfile.mkdtemp(prefix="bench-store-"), "store.sqlite3")
     if args.unique and args.gzip:
         parser.error("--unique rewrites bodies per request: not with --gzip")
     if args.unique:
@@ -113,7 +123,11 @@ def main() -> None:
     finally:
         stopper.set()
     cpu = ready.get(timeout=30)
+    loader_cpu = ready.get(timeout=30)
     child.join(10)
+    if loader_cpu is not None:
+        print(f"loader process CPU: {loader_cpu:.2f}s for {events} events: "
+              f"{loader_cpu / events * 1e6:.1f} CPU-us per event")
     # Wall-clock numbers depend on what else the machine runs; CPU seconds of the
     # collector process give its ceiling on one dedicated core.
     print(f"collector CPU: {cpu:.2f}s for {events} events: "
@@ -138,8 +152,20 @@ def serve(
         ready.put(collector.port)
         stopper.wait()
         ready.put(time.process_time() - start)
+        pid = getattr(destinations.loader, "pid", None) if destinations else None
+        ready.put(process_cpu(pid) if pid else None)
         if destinations is not None:
             destinations.close()
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of another process (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stats(port: int) -> dict[str, int]:

@@ -1,12 +1,16 @@
-"""Shared fixtures: a recording transport, a client factory, and the leaked-thread guard."""
+"""Shared fixtures: a recording transport, a client factory, a `responses` mock, the real
+analytics.js, and the leaked-thread guard."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
+from responses import registries
 
 from segment_client import Client
 from segment_client.testing import RecordingTransport
@@ -48,3 +52,21 @@ def _make_client(transport: RecordingTransport) -> Iterator[Callable[..., Client
     yield make
     for client in clients:
         client.close_and_flush(5)
+
+
+@pytest.fixture(name="api")
+def _api() -> Iterator[responses.RequestsMock]:
+    """A `responses` mock answering registered calls in the order they were added."""
+    with responses.RequestsMock(registry=registries.OrderedRegistry) as mock:
+        yield mock
+
+
+@pytest.fixture(scope="session")
+def analytics_next() -> Path:
+    """`node_modules` with the locked @segment/analytics-next (npm ci, cached)."""
+    from tests._support import analytics_js  # only the tests that ask pay for it
+
+    try:
+        return analytics_js.install()
+    except RuntimeError as exc:  # a missing npm fails the tests, it never skips them
+        pytest.fail(str(exc))

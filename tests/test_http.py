@@ -5,24 +5,16 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 import responses
-from responses import registries
 
 from segment_client import APIError, Client, HTTPTransport, TransportError, __version__
 
 URL = "https://collector.test/v1/batch"
 FAST = {"retry_base_delay": 0.0, "retry_max_delay": 0.0}
-
-
-@pytest.fixture(name="api")
-def _api() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(registry=registries.OrderedRegistry) as mock:
-        yield mock
 
 
 def body_of(call: Any) -> dict[str, Any]:

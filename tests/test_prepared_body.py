@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import responses
-from responses import registries
 
 from segment_client import APIError, Client, HTTPTransport
 from segment_client._batch import build_body
@@ -18,12 +17,6 @@ from segment_client._transports import _http
 
 URL = "https://collector.test/v1/batch"
 FAST = {"retry_base_delay": 0.0, "retry_max_delay": 0.0}
-
-
-@pytest.fixture(name="api")
-def _api() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(registry=registries.OrderedRegistry) as mock:
-        yield mock
 
 
 @pytest.fixture(name="stamps")

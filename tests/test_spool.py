@@ -38,7 +38,9 @@ class SwitchTransport:
         self.attempts = 0
         self._cond = threading.Condition()
 
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
+    def send(
+        self, batch: Sequence[bytes], *, retry_count: int = 0, timeout: float | None = None
+    ) -> None:
         with self._cond:
             self.attempts += 1
             self._cond.notify_all()

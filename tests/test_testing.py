@@ -185,13 +185,19 @@ class TestAssertions:
 class TestNegativeAssertions:
     """assert_not_* exists for every call type and fails naming what matched."""
 
-    def test_each_passes_when_nothing_matches(self, recorder: SegmentRecorder) -> None:
+    @staticmethod
+    def send_one_of_each(recorder: SegmentRecorder) -> Client:
+        """identify, group, page, screen and alias through a recorder client."""
         client = recorder.client()
         client.identify("user-1", {"plan": "pro"})
         client.group("user-1", "acme")
         client.page("user-1", "Docs", "Install")
         client.screen("user-1", "App", "Home")
         client.alias("anon-1", "user-1")
+        return client
+
+    def test_each_passes_when_nothing_matches(self, recorder: SegmentRecorder) -> None:
+        client = self.send_one_of_each(recorder)
         client.track("user-1", "Signed Up")
         recorder.assert_not_identified("user-2")
         recorder.assert_not_identified("user-1", traits_include={"plan": "free"})
@@ -217,11 +223,6 @@ class TestNegativeAssertions:
     def test_each_fails_when_one_matches(
         self, recorder: SegmentRecorder, check: object, expected: str
     ) -> None:
-        client = recorder.client()
-        client.identify("user-1", {"plan": "pro"})
-        client.group("user-1", "acme")
-        client.page("user-1", "Docs", "Install")
-        client.screen("user-1", "App", "Home")
-        client.alias("anon-1", "user-1")
+        self.send_one_of_each(recorder)
         with pytest.raises(AssertionError, match=expected):
             check(recorder)  # type: ignore[operator]

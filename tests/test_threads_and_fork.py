@@ -55,7 +55,7 @@ class PipeTransport(RecordingTransport):
         super().__init__()
         self.path = path
 
-    def send(self, batch, *, retry_count=0):  # type: ignore[no-untyped-def]
+    def send(self, batch, *, retry_count=0, timeout=None):  # type: ignore[no-untyped-def]
         super().send(batch, retry_count=retry_count)
         with open(self.path, "a") as out:
             for data in batch:

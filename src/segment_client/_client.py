@@ -39,7 +39,7 @@ from ._messages import (
 from ._middleware import DropReporter, Middleware, MiddlewareChains
 from ._network import oauth_server_for
 from ._plan import PlanEnforcer, TrackingPlan, ViolationHandler
-from ._queue import MemoryQueue, MessageQueue, adapt_queue
+from ._queue import MemoryQueue, MessageQueue
 from ._retry import RetryPolicy
 from ._scope import current_defaults
 from ._spool import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_SYNC_INTERVAL, SpoolQueue
@@ -221,8 +221,6 @@ class Client(EventSource):
             )
         if queue_factory is None:
             queue_factory = functools.partial(MemoryQueue, config.max_queue_size)
-        else:
-            queue_factory = _adapted(queue_factory)
         self._consumer = Consumer(
             queue_factory=queue_factory,
             transport=transport,
@@ -596,13 +594,6 @@ def _http_transport(config: Any, events: Events) -> HTTPTransport:
         config.write_key, url=config.host + config.path, timeout=config.request_timeout,
         gzip=config.gzip, session_options=config.network, auth=auth, events=events,
     )
-
-
-def _adapted(factory: Callable[[], Any]) -> Callable[[], MessageQueue]:
-    def make() -> MessageQueue:
-        return adapt_queue(factory())
-
-    return make
 
 
 def _spool_factory(

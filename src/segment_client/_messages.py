@@ -12,14 +12,28 @@ import datetime as dt
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
-
-from dateutil import parser as _dateparser
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import MessageError, MessageTooLargeError
 from ._forks import getpid
 from ._json import largest_field
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from dateutil import parser as _dateparser
+else:
+    # Bound by _import_dateparser() at the first string timestamp: dateutil's parser
+    # costs a noticeable share of `import segment_client`, and most callers never pass a
+    # string. After that a string timestamp pays no import, only a flag check.
+    _dateparser = None
+_dateparser_loaded = False
+
+
+def _import_dateparser() -> None:
+    global _dateparser, _dateparser_loaded
+    from dateutil import parser as _dateparser
+
+    _dateparser_loaded = True
 
 __all__ = [
     "LIBRARY",
@@ -153,6 +167,8 @@ def _timestamp(value: object) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return format_timestamp(dt.datetime.fromtimestamp(value, dt.timezone.utc))
     if isinstance(value, str):
+        if not _dateparser_loaded:
+            _import_dateparser()
         try:
             parsed = _dateparser.isoparse(value)
         except ValueError:

@@ -9,24 +9,16 @@ never a branch on the kind of queue in the consumer.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Protocol
+from typing import Protocol
 
 from ._batch import count_fitting
 from ._exceptions import DeliveryError
 
-__all__ = [
-    "LossReporter", "MemoryQueue", "MessageQueue", "QueueLoss", "QueuePolicy", "adapt_queue",
-]
-
-#: `reporter(reason, error, count, queued)`: how a queue written to the earlier protocol
-#: (`attach`) reports its losses; the client adapts it to `losses()`.
-LossReporter = Callable[[str, DeliveryError, int, bool], None]
+__all__ = ["MemoryQueue", "MessageQueue", "QueueLoss", "QueuePolicy"]
 
 
 @dataclass(frozen=True)
@@ -163,67 +155,3 @@ class MemoryQueue:
     def disk_bytes(self) -> int:
         return 0
 
-
-def adapt_queue(queue: Any) -> MessageQueue:
-    """`queue` itself when it has this protocol; else a `LegacyQueue` around it."""
-    if hasattr(queue, "policy") and hasattr(queue, "losses"):
-        adapted: MessageQueue = queue
-        return adapted
-    return LegacyQueue(queue)
-
-
-_LEGACY_OWN = frozenset(
-    {"_queue", "policy", "_lock", "_losses", "put", "take", "ack", "depth", "rejection",
-     "disk_bytes"}
-)
-
-
-class LegacyQueue:
-    """A queue of the earlier protocol (`durable`, `attach(reporter)`, `close()`) seen
-    through this one. Its losses, reported on its threads, are kept here until the
-    consumer asks for them; `durable` becomes the policy. Thread-safe."""
-
-    def __init__(self, queue: Any) -> None:
-        self._queue = queue
-        durable = bool(getattr(queue, "durable", False))
-        self.policy = QueuePolicy(keep_retrying=durable, keep_on_close=durable)
-        self._lock = threading.Lock()
-        self._losses: list[QueueLoss] = []
-        self.put = queue.put
-        self.take = queue.take
-        self.ack = queue.ack
-        self.depth = queue.depth
-        self.rejection = queue.rejection
-        self.disk_bytes = queue.disk_bytes
-        queue.attach(self._lost)
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else is the wrapped queue's (its tests tune and inspect it).
-        return getattr(self._queue, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LEGACY_OWN:
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self._queue, name, value)
-
-    def _lost(self, reason: str, error: DeliveryError, count: int, queued: bool) -> None:
-        with self._lock:
-            self._losses.append(QueueLoss(reason, error, count, queued))
-
-    def losses(self) -> list[QueueLoss]:
-        deliver = getattr(self._queue, "_deliver_reports", None)
-        if deliver is not None:
-            # Reports the queue found during take() wait for its own thread: fetch them
-            # now, so the consumer accounts for them with the batch that found them.
-            with contextlib.suppress(IndexError):  # its thread took the last one meanwhile
-                deliver()
-        with self._lock:
-            losses, self._losses = self._losses, []
-        return losses
-
-    def dead_letter(self, data: bytes, error: DeliveryError) -> None:
-        pass  # the earlier protocol keeps no dead letters: reported and passed
-
-    def close(self, timeout: float | None = None) -> None:
-        self._queue.close()

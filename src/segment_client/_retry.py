@@ -1,19 +1,17 @@
 """Retry policy and wait schedule: which failures are retried, and how long to wait.
 
 The only module that imports `backoff`: it supplies the exponential generator and the
-full jitter. Waiting itself is not done here: the consumer waits on an Event, so a close
-can interrupt any wait.
+full jitter. It is imported when the first wait is computed (backoff imports asyncio,
+which would otherwise be part of every `import segment_client`). Waiting itself is not
+done here: the consumer waits on an Event, so a close can interrupt any wait.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import backoff
 
 from ._exceptions import APIError, DeliveryError, TransportError
 
@@ -44,6 +42,8 @@ def parse_http_date(value: str | None) -> float | None:
     """Epoch seconds of an HTTP date (`Retry-After`, `Date`), or None when unreadable."""
     if not value:
         return None
+    import email.utils  # only when a server sends a date: it imports much of `email`
+
     try:
         when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):
@@ -89,6 +89,10 @@ class RetryPolicy:
 
     def backoff_waits(self, rng: random.Random | None = None) -> Iterator[float]:
         """An endless schedule of waits for one batch: exponential, capped, jittered."""
+        # Runs at the first next(), i.e. the first retry: a batch delivered at once never
+        # imports backoff. Once imported, this is a dictionary lookup per retried batch.
+        import backoff
+
         ceilings = backoff.expo(base=2, factor=self.base_delay, max_value=self.max_delay)
         next(ceilings)  # backoff's generators yield None first (they are primed by send)
         for ceiling in ceilings:

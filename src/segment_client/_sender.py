@@ -15,7 +15,6 @@ finished, in order, so the consumer can account for each slice as soon as it is 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -77,8 +76,7 @@ class Sender:
         self.stop = stop
         self._on_retry = on_retry
         self._clock = clock
-        # (transport, whether its send takes timeout=): one tuple, replaced whole.
-        self._target = (transport, _accepts_timeout(transport))
+        self._transport = transport
 
     def pause(self, seconds: float) -> bool:
         """Wait `seconds` between attempts; True when a close interrupted the wait.
@@ -91,15 +89,14 @@ class Sender:
     @property
     def transport(self) -> Transport:
         """The transport the next attempt uses."""
-        return self._target[0]
+        return self._transport
 
     def replace_transport(self, transport: Transport) -> Transport:
         """Use `transport` from the next attempt on; returns the previous one.
 
         Not atomic between two callers (the client serialises them).
         """
-        old = self._target[0]
-        self._target = (transport, _accepts_timeout(transport))
+        old, self._transport = self._transport, transport
         return old
 
     def deliver(
@@ -212,12 +209,8 @@ class Sender:
     def _attempt(
         self, part: list[bytes], retry_count: int, timeout: float | None
     ) -> DeliveryError | None:
-        transport, timeout_kw = self._target
         try:
-            if timeout_kw:
-                transport.send(part, retry_count=retry_count, timeout=timeout)
-            else:
-                transport.send(part, retry_count=retry_count)
+            self._transport.send(part, retry_count=retry_count, timeout=timeout)
             return None
         except DeliveryError as exc:
             return exc
@@ -245,14 +238,3 @@ def _halves(
     mid = sent[len(sent) // 2]
     return [(lo, mid, probing), (mid, hi, probing)]
 
-
-def _accepts_timeout(transport: Transport) -> bool:
-    """True when `transport.send` takes `timeout=` (every transport of this library;
-    a custom one written before it existed is still called, without it)."""
-    try:
-        parameters = inspect.signature(transport.send).parameters
-    except (TypeError, ValueError):
-        return True
-    return "timeout" in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )

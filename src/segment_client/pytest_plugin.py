@@ -1,9 +1,11 @@
 """The pytest plugin of segment_client: the `segment_recorder` fixture and a network guard.
 
 Registered through the `pytest11` entry point, so it is active in any project that
-installs segment-client. Loading it costs the import of the `segment_client` package
-(its public names); the recorder, the collector and the frameworks are imported only
-when a test uses them.
+installs segment-client. Loading it runs `segment_client/__init__.py` (it is a submodule)
+and nothing else of the package: that import loads no heavy dependency (requests,
+backoff and dateutil are imported where first used; tests/test_imports.py guards it), and
+the recorder, the collector and the frameworks are imported only when a test uses them.
+At configure time only `segment_client._guard` is used.
 
 ```python
 def test_checkout(segment_recorder):

@@ -1,4 +1,5 @@
-"""The real analytics.js (npm `@segment/analytics-next`) for browser tests.
+"""The real analytics.js (npm `@segment/analytics-next`) for browser tests, and the
+official Node library (`@segment/analytics-node`) for the interop tests.
 
 `install()` runs `npm ci` on tests/_support/js/package.json and its lock file into a
 cache directory outside the working tree (keyed by the lock file's hash, so a changed
@@ -17,6 +18,12 @@ from pathlib import Path
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 PACKAGE = "@segment/analytics-next"
+NODE_PACKAGE = "@segment/analytics-node"
+
+
+def _complete(modules: Path) -> bool:
+    return ((modules / PACKAGE / "dist" / "umd" / "standalone.js").is_file()
+            and (modules / NODE_PACKAGE / "package.json").is_file())
 
 
 def cache_root() -> Path:
@@ -28,7 +35,7 @@ def cache_root() -> Path:
 
 
 def install() -> Path:
-    """The `node_modules` directory holding the locked analytics-next; installs it once.
+    """The `node_modules` directory holding the locked packages; installs them once.
 
     Raises RuntimeError (with npm's output) when npm is missing or the install fails.
     """
@@ -37,7 +44,7 @@ def install() -> Path:
     root = cache_root()
     target = root / f"js-{key}"
     modules = target / "node_modules"
-    if (modules / PACKAGE / "dist" / "umd" / "standalone.js").is_file():
+    if _complete(modules):
         return modules
     npm = shutil.which("npm")
     if npm is None:
@@ -48,7 +55,7 @@ def install() -> Path:
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"js-{key}.lock", "w") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)  # another run may be installing the same lock
-        if (modules / PACKAGE / "dist" / "umd" / "standalone.js").is_file():
+        if _complete(modules):
             return modules
         work = Path(tempfile.mkdtemp(prefix="js-", dir=root))
         shutil.copy(JS_DIR / "package.json", work)

@@ -45,7 +45,9 @@ class FileTransport:
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
+    def send(
+        self, batch: Sequence[bytes], *, retry_count: int = 0, timeout: float | None = None
+    ) -> None:
         os.write(self._fd, b"".join(b"m-%d\n" % _index(data) for data in batch))
 
     def close(self) -> None:
@@ -62,7 +64,9 @@ class SwitchTransport:
         self.attempts = 0
         self._cond = threading.Condition()
 
-    def send(self, batch: Sequence[bytes], *, retry_count: int = 0) -> None:
+    def send(
+        self, batch: Sequence[bytes], *, retry_count: int = 0, timeout: float | None = None
+    ) -> None:
         with self._cond:
             self.attempts += 1
             self._cond.notify_all()

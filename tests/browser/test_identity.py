@@ -22,7 +22,6 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from segment_client import Client
 from segment_client.collector import Collector
 from segment_client.integrations.flask import current_client
-from tests._support import analytics_js
 
 ROOT = Path(__file__).resolve().parents[2]
 SNIPPET = ROOT / "tests" / "_support" / "js" / "segment-snippet.js"
@@ -39,14 +38,6 @@ def _load_example() -> ModuleType:
 
 
 shop_app = _load_example()
-
-
-@pytest.fixture(scope="session")
-def analytics_next() -> Path:
-    try:
-        return analytics_js.install()
-    except RuntimeError as exc:  # a missing npm fails the tests, it never skips them
-        pytest.fail(str(exc))
 
 
 class _Lazy:

@@ -22,9 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import requests
+from typing import TYPE_CHECKING, Any, Protocol
 
 from segment_client._checks import check_number
 from segment_client._exceptions import (
@@ -35,6 +33,10 @@ from segment_client._exceptions import (
 )
 from segment_client._retry import parse_http_date, parse_retry_after
 from segment_client._version import __version__
+
+if TYPE_CHECKING:
+    # Imported where a token is fetched: importing segment_client must not import requests.
+    import requests
 
 __all__ = [
     "DEFAULT_SCOPE",
@@ -64,7 +66,7 @@ _DEFAULT_TOKEN_RETRY_AFTER_S = 5.0
 _EXPIRY_MARGIN_S = 5.0
 _CLOCK_ERRORS = ("token is expired", "token used before issued")
 
-Post = Callable[..., requests.Response]
+Post = Callable[..., "requests.Response"]
 
 
 class OAuthError(APIError):
@@ -244,6 +246,8 @@ class TokenManager:
         return assertion
 
     def _fetch(self, post: Post, now: float, *, corrected: bool = False) -> str:
+        import requests  # a token fetch is rare (once per token lifetime): no cache needed
+
         form = {
             "grant_type": "client_credentials",
             "client_assertion_type": _ASSERTION_TYPE,

@@ -6,20 +6,16 @@ send, read) by the smaller of `request_timeout` and the time left the sender pas
 
 from __future__ import annotations
 
-import http.client
 import logging
 import operator
 import os
 import socket
-import ssl
 import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import requests
 
 from segment_client._batch import body_tail, build_head
 from segment_client._events import Events, HttpRequestEvent, HttpResponseEvent, redact_headers
@@ -31,7 +27,22 @@ from segment_client._retry import parse_retry_after
 
 from . import ConnectionDropped
 from ._auth import USER_AGENT, Auth, BasicAuth, redact
-from ._watchdog import Watchdog, WatchedAdapter
+from ._watchdog import Watchdog, watched_adapter
+
+if TYPE_CHECKING:
+    import requests
+else:
+    # Bound to the module by _import_requests() when the first session is built: importing
+    # requests costs more than the rest of the package, and an application (or a pytest
+    # run, through the plugin) that imports segment_client without sending must not pay
+    # it. Every use of `requests` below runs after _get_session().
+    requests = None
+
+
+def _import_requests() -> None:
+    """Bind `requests` in this module (once per session built: not on the send path)."""
+    global requests
+    import requests
 
 __all__ = ["USER_AGENT", "HTTPTransport"]
 
@@ -108,8 +119,9 @@ class HTTPTransport:
                     # its watchdog (whose thread did not survive the fork).
                     self._pid = os.getpid()
                     self._watchdog = Watchdog()
+                _import_requests()
                 session = requests.Session()
-                adapter = WatchedAdapter()
+                adapter = watched_adapter()
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 for name, value in self._session_options.items():
@@ -353,6 +365,8 @@ def _freeze_environment(
 def _dropped(exc: BaseException) -> bool:
     """True when a server took the request and closed the connection without answering
     (as opposed to no server at all: refused, unreachable, DNS, TLS)."""
+    import http.client  # failures only: it imports much of `email` (see _import_requests)
+
     seen: list[BaseException] = [exc]
     while seen:
         cause = seen.pop()
@@ -392,6 +406,9 @@ def _plain_reason(exc: requests.RequestException, url: str, limit: float) -> str
     url", which reads like this library's own `max_retries`: the cause is dug out of the
     exception chain instead.
     """
+    import http.client  # failures only, as in _dropped
+    import ssl
+
     where = host_port(url)
     chain = _chain(exc)
 

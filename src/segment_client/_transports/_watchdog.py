@@ -9,23 +9,28 @@ attempt's deadline passes, which ends the blocked read at once.
 Cost on the hot path: one lock and a set insertion per attempt. The watchdog thread
 sleeps until the earliest deadline of an attempt in progress, so under a steady load it
 wakes about once per `request_timeout`, not once per request.
+
+`requests` and `urllib3` are imported when the first adapter is made (`watched_adapter`),
+not with this module: importing `segment_client` stays cheap (the pytest plugin pays it
+in every test run of every project that installs the package).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.poolmanager import PoolManager
+if TYPE_CHECKING:
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection
+    from urllib3.poolmanager import PoolManager
 
-__all__ = ["Attempt", "Watchdog", "WatchedAdapter"]
+__all__ = ["Attempt", "Watchdog", "watched_adapter"]
 
 THREAD_NAME = "segment_client.watchdog"
 # An idle watchdog thread ends after this long (the next attempt starts another), so a
@@ -67,55 +72,71 @@ def _register(conn: HTTPConnection) -> None:
             attempt.cut()
 
 
-class _WatchedHTTPConnection(HTTPConnection):
-    def connect(self) -> None:
-        _register(self)
-        super().connect()
-        _register(self)  # the socket exists now: cut it if the deadline passed meanwhile
+def watched_adapter() -> HTTPAdapter:
+    """A new `HTTPAdapter` whose connections register with the current thread's attempt.
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _register(self)
-        super().request(*args, **kwargs)
+    Thread-safe. The first call imports `requests` and defines the classes (cached).
+    """
+    adapter: HTTPAdapter = _adapter_class()()
+    return adapter
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        _register(self)
-        super().connect()
-        _register(self)
+@functools.cache
+def _adapter_class() -> type[HTTPAdapter]:
+    # Defined on first use so that importing this module does not import requests.
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _register(self)
-        super().request(*args, **kwargs)
+    class WatchedHTTPConnection(HTTPConnection):
+        def connect(self) -> None:
+            _register(self)
+            super().connect()
+            _register(self)  # the socket exists now: cut it if the deadline passed meanwhile
 
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            _register(self)
+            super().request(*args, **kwargs)
 
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
+    class WatchedHTTPSConnection(HTTPSConnection):
+        def connect(self) -> None:
+            _register(self)
+            super().connect()
+            _register(self)
 
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            _register(self)
+            super().request(*args, **kwargs)
 
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
+    class WatchedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = WatchedHTTPConnection
 
+    class WatchedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = WatchedHTTPSConnection
 
-def _watch(manager: PoolManager) -> None:
-    # Only urllib3's own pools are replaced (a SOCKS proxy manager keeps its classes:
-    # its attempts stay bounded per read only).
-    classes = manager.pool_classes_by_scheme
-    if classes.get("http") is HTTPConnectionPool and classes.get("https") is HTTPSConnectionPool:
-        manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+    def watch(manager: PoolManager) -> None:
+        # Only urllib3's own pools are replaced (a SOCKS proxy manager keeps its classes:
+        # its attempts stay bounded per read only).
+        classes = manager.pool_classes_by_scheme
+        if (
+            classes.get("http") is HTTPConnectionPool
+            and classes.get("https") is HTTPSConnectionPool
+        ):
+            manager.pool_classes_by_scheme = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
 
+    class WatchedAdapter(HTTPAdapter):
+        """`HTTPAdapter` whose connections register with the attempt of the current thread."""
 
-class WatchedAdapter(HTTPAdapter):
-    """`HTTPAdapter` whose connections register with the attempt of the current thread."""
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            watch(self.poolmanager)
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        _watch(self.poolmanager)
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
+            manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            watch(manager)
+            return manager
 
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
-        manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        _watch(manager)
-        return manager
+    return WatchedAdapter
 
 
 class Watchdog:

@@ -3,7 +3,8 @@
 `Destinations(collector, "destinations.toml", warehouse="sqlite:wh.sqlite3")` follows
 the collector's store and adds read routes and the Usage view. Ingest never waits for
 it: usage is counted when it is read (from the store, by row id), and the warehouse is
-loaded by its own thread behind the store.
+loaded behind the store by a process of its own (a store in a file) or a thread (an
+in-memory store, which another process cannot read).
 
 - `GET /v1/destinations`: the destinations, their filters, events delivered to each.
 - `GET /v1/routing?ids=1,2,3` and `GET /v1/routing/<id>`: which destinations receive a
@@ -35,7 +36,7 @@ from ._usage._on_read import CountOnRead
 
 if TYPE_CHECKING:
     from ._server import Collector
-    from ._warehouse import Warehouse, WarehouseLoader
+    from ._warehouse import WarehouseLoader, WarehouseProcess
 
 __all__ = ["Destinations", "attach_options", "graph_linker"]
 
@@ -77,11 +78,16 @@ class Destinations:
         self.collector = collector
         self.router = Router(listed)
         fetch = store_source(collector.store)
-        self.loader: WarehouseLoader | None = None
+        self.loader: WarehouseLoader | WarehouseProcess | None = None
         if warehouse is not None:
-            from ._warehouse import WarehouseLoader
+            from ._warehouse import WarehouseLoader, WarehouseProcess
 
-            self.loader = WarehouseLoader(warehouse, fetch)
+            store = collector.store
+            if store.persist and store.path != ":memory:":
+                # Off the collector's GIL: the loader process reads the store's file.
+                self.loader = WarehouseProcess(warehouse, store.path)
+            else:
+                self.loader = WarehouseLoader(warehouse, fetch)
         # Usage is counted when read; the warehouse loads behind the store.
         self.usage = CountOnRead(fetch, UsageCounter(self.router, linked))
         self._graph = None if linked is not None else graph_linker(collector)
@@ -125,7 +131,10 @@ class Destinations:
             return {"enabled": False}
         status: dict[str, Any] = {"enabled": True, **self.loader.status()}
         if schema:
-            status["schema"] = self.loader.read(_schema)
+            try:
+                status["schema"] = self.loader.schema()
+            except RuntimeError as exc:  # the loader process is down: status says why
+                status["schema_error"] = str(exc)
         return status
 
     def close(self) -> None:
@@ -256,14 +265,6 @@ def graph_linker(collector: Any) -> Callable[[], Linker] | None:
         return linked.__contains__
 
     return linker
-
-
-def _schema(warehouse: Warehouse) -> list[dict[str, Any]]:
-    tables = []
-    for table, columns in warehouse.tables().items():
-        [(rows,)] = warehouse.query(f"SELECT COUNT(*) FROM {warehouse.engine.table(table)}")
-        tables.append({"table": table, "rows": int(rows), "columns": columns})
-    return tables
 
 
 def _float_arg(query: dict[str, str], name: str, default: float) -> float:

@@ -48,7 +48,9 @@ class StoreFollower:
     before a load (up to `chunk` of them), which adds at most that much lag. Wire
     `on_rows` / `on_clear` as the store's listener (or call `notify(last_id)` when there
     is none). A sink with a `clear()` method has
-    it called after the store is cleared.
+    it called after the store is cleared. `start_after`: the row id already loaded (a
+    loader restarted where its predecessor stopped). `on_progress()`: called on the
+    thread after every load attempt (success or failure), outside the locks.
     """
 
     def __init__(
@@ -62,6 +64,8 @@ class StoreFollower:
         gather: float = 0.0,
         retry_wait: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        start_after: int = 0,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         self.sink = sink
         self.name = name
@@ -74,8 +78,9 @@ class StoreFollower:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._sink_lock = threading.Lock()  # loads and reads of the sink, one at a time
-        self._loaded = 0
-        self._known = 0
+        self._on_progress = on_progress
+        self._loaded = start_after
+        self._known = start_after
         # The listener's rows, contiguous after what the store reads covered; only used
         # while `_complete` (else the store is read by id).
         self._pending: deque[Record] = deque()
@@ -157,6 +162,11 @@ class StoreFollower:
         status.update(self.sink.status())  # never waits for a load in progress
         return status
 
+    def clears_applied(self) -> int:
+        """How many `on_clear()` calls the sink has seen applied so far."""
+        with self._lock:
+            return self._clears[1]
+
     def wait_loaded(self, row_id: int, timeout: float | None = 10.0) -> bool:
         """Block until every row up to `row_id` is loaded and every clear applied (or
         `timeout`)."""
@@ -225,6 +235,7 @@ class StoreFollower:
                         self.sink.load(records)
             except Exception as exc:  # noqa: BLE001 - reported in status(), retried
                 self._failed(exc, clearing)
+                self._progress()
                 if self._stopping_after(self._retry_wait):
                     return
                 continue
@@ -248,6 +259,14 @@ class StoreFollower:
                     self._pending.clear()
                     self._complete = True
                 self._changed.notify_all()
+            self._progress()
+
+    def _progress(self) -> None:
+        if self._on_progress is not None:
+            try:
+                self._on_progress()
+            except Exception:  # a broken report must not stop the loads
+                logger.exception("collector: %s: progress report failed", self.name)
 
     def _failed(self, exc: Exception, clearing: bool) -> None:
         text = f"{type(exc).__name__}: {exc}"

@@ -8,8 +8,11 @@ so `HttpServer.close_connections()` can end them at shutdown.
 
 Bounded by construction: at most `max_connections` connections are served at once (one
 more is answered 503 and closed at once, on the accepting thread, so the ones being
-served keep going); a connection idle (or trickling) past `idle_timeout` seconds is
-closed; request lines and headers are capped; a body is read only with a well-formed
+served keep going); a connection idle past `idle_timeout` seconds is closed, and so is
+a request that has not arrived whole `idle_timeout` seconds after its first byte
+(`_wire.py`: trickling clients cannot hold a slot); request lines and headers are
+capped, and header lines parsers could read two ways are refused; a body is read only
+with a well-formed
 `Content-Length` (digits) or well-formed chunking, and never past `MAX_READ_BYTES`; a
 body a handler did not read closes the connection instead of being parsed as the next
 request. Every malformed request gets a 4xx naming the problem.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import errno
+import io
 import json
 import logging
 import re
@@ -37,6 +41,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
+
+from ._wire import DeadlineReader, absolute_form, read_headers
 
 if TYPE_CHECKING:
     from ._routes import RouteTable
@@ -294,7 +300,14 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.idle_timeout)
+        self.rfile.close()  # the stdlib's reader, replaced by one bounding whole requests
+        self._reader = DeadlineReader(self.connection, self.server.idle_timeout)
+        self.rfile = io.BufferedReader(self._reader)
         self.server.track(self.connection, add=True)
+
+    def handle_one_request(self) -> None:
+        self._reader.next_request()
+        super().handle_one_request()
 
     def finish(self) -> None:
         try:
@@ -314,6 +327,13 @@ class _Handler(BaseHTTPRequestHandler):
         anything else goes to the stdlib's parser, which words the errors.
         """
         words = self.raw_requestline.split()
+        if len(words) == 3 and words[2].startswith(b"HTTP/2"):
+            # The stdlib would answer without a status line (it has no version yet).
+            self.command, self.request_version, self.close_connection = "", "HTTP/1.1", True
+            self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+                            "HTTP/2 is not supported: send HTTP/1.1")
+            return False
         if len(words) != 3 or words[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
             return super().parse_request()
         self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
@@ -324,29 +344,26 @@ class _Handler(BaseHTTPRequestHandler):
             path = "/" + path.lstrip("/")  # as the stdlib does
         self.path = path
         headers = Headers()
-        readline = self.rfile.readline
-        last = ""
-        for _ in range(_MAX_HEADERS + 1):
-            line = readline(65537)
-            if len(line) > 65536:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
-                return False
-            if line in (b"\r\n", b"\n", b""):
-                break
-            text = str(line, "iso-8859-1")
-            if text[0] in " \t" and last:  # an obsolete folded continuation line
-                headers[last] = f"{headers[last]} {text.strip()}"
-                continue
-            name, _, value = text.partition(":")
-            last = name.strip().lower()
-            if last not in headers:
-                dict.__setitem__(headers, last, value.strip())
-            else:
-                last = ""  # a repeated header: the first one counts, as with email.message
-        else:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
-            return False
+        try:
+            problem = read_headers(self.rfile.readline, headers, _MAX_HEADERS)
+        except TimeoutError:
+            problem = (HTTPStatus.REQUEST_TIMEOUT, "the request head did not arrive within "
+                       f"{self.server.idle_timeout:g} s")
+        if problem is None and (path[:7].lower() == "http://"
+                                or path[:8].lower() == "https://"):
+            reason, self.path = absolute_form(path, headers)
+            problem = None if reason is None else (HTTPStatus.BAD_REQUEST, reason)
         self.headers = headers  # type: ignore[assignment]
+        if problem is not None:
+            # Answered in JSON and recorded like any refusal; the rest of the connection
+            # cannot be trusted, so it is closed.
+            status, reason = problem
+            self.close_connection = True
+            self._body_read = True
+            code = {408: "timeout", 431: "headers_too_large"}.get(status, "invalid_request")
+            self._send(self.server.routes.refuse(Request(self, command, self.path, headers),
+                                                 status, reason, code))
+            return False
         connection = headers.get("connection", "").lower()
         if connection == "close":
             self.close_connection = True

@@ -15,13 +15,13 @@ involved), reads copy what they return.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._sources import Source, source_of
+from ._time import parse_iso
 from ._unify_rules import Identifier, UnifyRules, identifiers_of, text_id
 
 __all__ = ["EventSummary", "IdentityGraph", "Merge", "Profile", "Refusal"]
@@ -122,15 +122,8 @@ class Profile:
 
 
 def _parse_time(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.timestamp()
+    value = parse_iso(text)
+    return value.timestamp() if value is not None else None
 
 
 def summarize(event_id: int, message: Mapping[str, Any], received_at: str | None) -> EventSummary:

@@ -68,7 +68,8 @@ class Collector:
         allowed_hosts: `Host` names to answer besides loopback names, IP literals and
             `host` (DNS rebinding protection); `"*"`: any.
         max_connections: connections served at once; past it, new ones get 503.
-        idle_timeout: seconds before an idle (or trickling) connection is closed.
+        idle_timeout: seconds before an idle connection is closed; also how long one
+            request may take to arrive from its first byte (then 408: no trickling).
 
     Raises ValueError for a malformed origin or host name.
     """

@@ -133,9 +133,7 @@ def parse_destinations(data: Any) -> list[Destination]:
             f"expected an object with a `destinations` list, got {type(data).__name__}"
         )
     _only(data, {"destinations"}, "")
-    items = data.get("destinations", [])
-    if not isinstance(items, list):
-        raise DestinationsError(f"destinations: expected a list, got {type(items).__name__}")
+    items = _list(data.get("destinations", []), "destinations")
     destinations: list[Destination] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
@@ -157,9 +155,20 @@ def _only(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
-def _destination(item: Any, where: str) -> Destination:
+def _object(item: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(item, Mapping):
         raise DestinationsError(f"{where}: expected an object, got {type(item).__name__}")
+    return item
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise DestinationsError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _destination(item: Any, where: str) -> Destination:
+    item = _object(item, where)
     _only(item, {"name", "enabled", "filters"}, where)
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -172,9 +181,7 @@ def _destination(item: Any, where: str) -> Destination:
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         raise DestinationsError(f"{where}.enabled: expected true or false, got {enabled!r}")
-    filters = item.get("filters", [])
-    if not isinstance(filters, list):
-        raise DestinationsError(f"{where}.filters: expected a list, got {type(filters).__name__}")
+    filters = _list(item.get("filters", []), f"{where}.filters")
     return Destination(
         name=name,
         enabled=enabled,
@@ -183,8 +190,7 @@ def _destination(item: Any, where: str) -> Destination:
 
 
 def _filter(item: Any, where: str, index: int) -> Filter:
-    if not isinstance(item, Mapping):
-        raise DestinationsError(f"{where}: expected an object, got {type(item).__name__}")
+    item = _object(item, where)
     action = item.get("action")
     if action not in ACTIONS:
         raise DestinationsError(
@@ -204,7 +210,7 @@ def _filter(item: Any, where: str, index: int) -> Filter:
     by = "messageId"
     fields: tuple[str, ...] = ()
     if action == "sample":
-        percent = item.get("percent")  # type: ignore[assignment]
+        percent = item.get("percent")
         if (
             isinstance(percent, bool)
             or not isinstance(percent, (int, float))
@@ -238,8 +244,7 @@ def _strings(value: Any, where: str, allowed: Sequence[str] | None = None) -> tu
 
 
 def _match(item: Any, where: str) -> Match:
-    if not isinstance(item, Mapping):
-        raise DestinationsError(f"{where}: expected an object, got {type(item).__name__}")
+    item = _object(item, where)
     _only(item, {"type", "event", "where"}, where)
     types = _strings(item["type"], f"{where}.type", MESSAGE_TYPES) if "type" in item else ()
     events = _strings(item["event"], f"{where}.event") if "event" in item else ()
@@ -254,8 +259,7 @@ def _match(item: Any, where: str) -> Match:
 
 
 def _condition(item: Any, where: str) -> Condition:
-    if not isinstance(item, Mapping):
-        raise DestinationsError(f"{where}: expected an object, got {type(item).__name__}")
+    item = _object(item, where)
     _only(item, {"field", "op", "value"}, where)
     path = item.get("field")
     if not isinstance(path, str) or not path or "" in path.split("."):

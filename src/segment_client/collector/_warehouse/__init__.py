@@ -1,8 +1,10 @@
 """The collector's warehouse: stored messages kept loaded in Segment's warehouse schema.
 
 `Warehouse(url)` loads records into SQLite (`sqlite:PATH`) or PostgreSQL
-(`postgresql://...`, psycopg 3, the `postgres` extra); `WarehouseLoader` runs it on a
-thread behind the store and reports its lag.
+(`postgresql://...`, psycopg 3, the `postgres` extra). `WarehouseProcess` keeps it
+loaded from a process of its own that reads the store's file (off the collector's GIL);
+`WarehouseLoader` does it on a thread instead (an in-memory store, which another process
+cannot read). Both report their lag.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from segment_client.collector._records import Record
 
 from ._load import Warehouse, redact
 from ._loader import THREAD_NAME, WarehouseLoader
+from ._process import WarehouseProcess
 from ._schema import snake, table_for_event
 
 __all__ = [
@@ -19,6 +22,7 @@ __all__ = [
     "Record",
     "Warehouse",
     "WarehouseLoader",
+    "WarehouseProcess",
     "redact",
     "snake",
     "store_source",

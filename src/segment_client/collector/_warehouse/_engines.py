@@ -122,6 +122,9 @@ class SqliteEngine:
         self._db.close()
 
 
+_SCRATCH = '"segment_client_load"'  # the COPY target, dropped at once or at commit
+
+
 class PostgresEngine:
     """A PostgreSQL database (`postgresql://...`; `?schema=NAME`, default `public`)."""
 
@@ -168,16 +171,21 @@ class PostgresEngine:
             cursor.executemany(sql, rows)
 
     def insert(self, head: str, tail: str, rows: Sequence[Sequence[Any]]) -> None:
-        # Many rows per statement: one parse and one round trip per slice instead of one
-        # per row (PostgreSQL takes at most 65535 parameters per statement).
-        width = len(rows[0])
-        step = max(1, min(1000, 60_000 // width))
-        one = "(" + ", ".join(["%s"] * width) + ")"
-        for start in range(0, len(rows), step):
-            part = rows[start:start + step]
-            values = ", ".join([one] * len(part))
-            self._db.execute(f"{head} VALUES {values}{tail}",
-                             [value for row in part for value in row])
+        # COPY into a scratch table, then one INSERT ... SELECT: COPY adapts rows in C
+        # and the server plans one statement. (A statement of many rows' placeholders
+        # is parsed again by psycopg on every call; one statement per row costs the
+        # server a round of work per row.) `head` is `INSERT INTO table (columns)`.
+        table, columns = head[len("INSERT INTO "):].split(" (", 1)
+        columns = columns.rstrip(")")
+        self._db.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_SCRATCH} (LIKE {table}) ON COMMIT DROP"
+        )
+        with self._db.cursor() as cursor:
+            with cursor.copy(f"COPY {_SCRATCH} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(f"{head} SELECT {columns} FROM {_SCRATCH}{tail}")
+        self._db.execute(f"DROP TABLE {_SCRATCH}")
 
     def begin(self) -> None:
         self._db.execute("BEGIN")

@@ -31,12 +31,23 @@ _FITS = frozenset({(str, "text"), (str, "timestamp"), (bool, "boolean"), (int, "
 
 
 class Warehouse:
-    """One warehouse database kept in Segment's schema. Owned by one thread."""
+    """One warehouse database kept in Segment's schema. Owned by one thread.
 
-    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+    `share_gil`: release the GIL every few messages (a loader thread inside the
+    collector's process); a loader process of its own has nobody to share it with.
+    """
+
+    def __init__(
+        self, url: str, *, engine: Engine | None = None, share_gil: bool = True
+    ) -> None:
         self.engine = engine or open_engine(url)
         self.url = redact(url)
+        self._share = share_gil
         self._columns = self.engine.columns()
+        # Per-batch caches, dropped with the schema cache after a failed transaction:
+        # (table, columns) whose columns all exist, and each (table, columns) INSERT.
+        self._complete: set[tuple[str, tuple[str, ...]]] = set()
+        self._inserts: dict[tuple[str, tuple[str, ...]], str] = {}
         self.rows_written = 0
         self.conversion_losses = 0  # values a column of another kind could not hold
 
@@ -60,6 +71,14 @@ class Warehouse:
         """Run a read query on the warehouse (from the owning thread)."""
         return self.engine.query(sql, args)
 
+    def schema(self) -> list[dict[str, Any]]:
+        """Every table with its columns and row count (from the owning thread)."""
+        found = []
+        for table, columns in self.tables().items():
+            [(rows,)] = self.query(f"SELECT COUNT(*) FROM {self.engine.table(table)}")
+            found.append({"table": table, "rows": int(rows), "columns": columns})
+        return found
+
     def load(self, records: Iterable[Record], *, now: dt.datetime | None = None) -> int:
         """Load records in one transaction; returns the rows written (skipped repeats too).
 
@@ -68,44 +87,60 @@ class Warehouse:
         """
         loaded_at = iso(now or dt.datetime.now(dt.timezone.utc))
         rows: list[Row] = []
+        share = self._share
         for index, record in enumerate(records):
-            if not index % _SHARE_EVERY:
+            if share and not index % _SHARE_EVERY:
                 share_gil()
-            if record.duplicate or not reaches_segment(record.message):
+            if record.duplicate:
                 continue
-            rows.extend(rows_for(record.message, record.received_at, loaded_at,
+            message = record.message
+            # `reaches_segment` without its ABC checks for what JSON decodes to.
+            integrations = message.get("integrations") if type(message) is dict else None
+            if type(integrations) is dict:
+                if integrations.get("Segment.io") is False:
+                    continue
+            elif (integrations is not None or type(message) is not dict) and not \
+                    reaches_segment(message):
+                continue
+            rows.extend(rows_for(message, record.received_at, loaded_at,
                                  f"row-{record.row_id}"))
         if not rows:
             return 0
+        # Rows of one shape (table, columns, kinds) share one statement and one check of
+        # their kinds: most shapes repeat from message to message.
+        groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[list[Any]]] = {}
+        users: dict[Any, dict[str, Any]] = {}
+        for row in rows:
+            if row.upsert:
+                users.setdefault(row.values["id"], {}).update(row.values)
+                continue
+            key = (row.table, tuple(row.values), tuple(row.kinds.values()))
+            group = groups.get(key)
+            if group is None:
+                groups[key] = group = []
+            group.append(list(row.values.values()))
         engine = self.engine
         engine.begin()
         try:
             self._evolve(rows)
-            inserts: dict[tuple[str, tuple[str, ...]], list[list[Any]]] = {}
-            users: dict[Any, dict[str, tuple[str, Any]]] = {}
-            for row in rows:
-                if row.upsert:
-                    merged = users.setdefault(row.values["id"], {})
-                    merged.update({c: (row.kinds[c], v) for c, v in row.values.items()})
-                    continue
-                inserts.setdefault((row.table, tuple(row.values)), []).append(
-                    list(row.values.values())
-                )
-            for (table, columns), rows_values in inserts.items():
-                share_gil()
+            for (table, columns, kinds), rows_values in groups.items():
+                if share:
+                    share_gil()
                 known = self._columns[table]
-                kinds = [known[c] for c in columns]
-                # Most values already fit their column: convert only the others.
-                params = [
-                    [v if (type(v), k) in _FITS else self._convert(v, k)
-                     for v, k in zip(values, kinds, strict=True)]
-                    for values in rows_values
-                ]
-                engine.insert(
-                    f"INSERT INTO {engine.table(table)} ({', '.join(map(quote, columns))})",
-                    " ON CONFLICT (id) DO NOTHING",
-                    params,
-                )
+                wanted = [known[c] for c in columns]
+                if list(kinds) != wanted:
+                    # Some value differs from its column's kind: convert those only.
+                    rows_values = [
+                        [v if (type(v), k) in _FITS else self._convert(v, k)
+                         for v, k in zip(values, wanted, strict=True)]
+                        for values in rows_values
+                    ]
+                sql = self._inserts.get((table, columns))
+                if sql is None:
+                    sql = (f"INSERT INTO {engine.table(table)}"
+                           f" ({', '.join(map(quote, columns))})")
+                    self._inserts[(table, columns)] = sql
+                engine.insert(sql, " ON CONFLICT (id) DO NOTHING", rows_values)
             for merged in users.values():
                 columns = tuple(merged)
                 updates = ", ".join(
@@ -115,12 +150,14 @@ class Warehouse:
                     f"INSERT INTO {engine.table('users')} ({', '.join(map(quote, columns))})"
                     f" VALUES ({', '.join([engine.placeholder] * len(columns))})"
                     f" ON CONFLICT (id) DO UPDATE SET {updates}",
-                    [self._param("users", c, v) for c, (_, v) in merged.items()],
+                    [self._param("users", c, v) for c, v in merged.items()],
                 )
             engine.commit()
         except BaseException:
             engine.rollback()
             self._columns = self.engine.columns()
+            self._complete.clear()
+            self._inserts.clear()
             raise
         self.rows_written += len(rows)
         return len(rows)
@@ -139,8 +176,14 @@ class Warehouse:
     def _evolve(self, rows: Sequence[Row]) -> None:
         """Create missing tables and add missing columns (inside the transaction)."""
         engine = self.engine
+        complete = self._complete
         wanted: dict[str, dict[str, str]] = {}
+        checked: list[tuple[str, tuple[str, ...]]] = []
         for row in rows:
+            shape = (row.table, tuple(row.kinds))
+            if shape in complete:
+                continue  # every column of this shape exists already
+            checked.append(shape)
             known = self._columns.get(row.table, {})
             adding = wanted.setdefault(row.table, {})
             for column, kind in row.kinds.items():
@@ -165,7 +208,8 @@ class Warehouse:
                     f" {engine.sql_type(kind)}"
                 )
                 self._columns[table][column] = kind
-
+        # Inside the transaction: a rollback clears this cache with the schema's.
+        complete.update(checked)
 
 
 def redact(url: str) -> str:

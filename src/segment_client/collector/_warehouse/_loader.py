@@ -41,3 +41,8 @@ class WarehouseLoader(StoreFollower):
         """Run a read query on the warehouse between loads (blocks while one runs)."""
         result: list[tuple[Any, ...]] = self.read(lambda warehouse: warehouse.query(sql, args))
         return result
+
+    def schema(self) -> list[dict[str, Any]]:
+        """Every table with its columns and row count (blocks while a load runs)."""
+        result: list[dict[str, Any]] = self.read(lambda warehouse: warehouse.schema())
+        return result

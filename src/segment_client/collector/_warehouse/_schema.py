@@ -17,10 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from segment_client.collector._time import parse_iso
 
 __all__ = [
     "MAX_TEXT",
@@ -100,8 +102,12 @@ class Row:
     upsert: bool = False
 
 
+# One encoder for every value: `json.dumps` with options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _text(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) else _encode(value)
     return text[:MAX_TEXT]
 
 
@@ -156,30 +162,66 @@ def _column(prefix: str, key: str) -> str:
     return (f"{prefix}_{snake(key)}" if prefix else snake(key))[:MAX_NAME]
 
 
-def flatten(data: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(column, value) pairs of an object, nested objects joined with `_`."""
-    if type(data) is not dict and not isinstance(data, Mapping):
-        return
+# The kind a JSON scalar's type stores as (ints past bigint and NaN checked apart).
+_LEAF_KINDS: dict[type, str] = {str: "text", bool: "boolean", int: "bigint", float: "float"}
+
+Columns = tuple[dict[str, Any], dict[str, str]]  # values by column, kinds by column
+
+
+def flatten(data: Any, prefix: str = "") -> Columns:
+    """An object's columns as stored: values and kinds, nested objects joined with `_`.
+
+    Values are converted as `_scalar` does; a null creates no column; of two keys naming
+    the same column the first wins.
+    """
+    values: dict[str, Any] = {}
+    kinds: dict[str, str] = {}
+    if type(data) is dict or isinstance(data, Mapping):
+        _flatten_into(data, prefix, values, kinds)
+    return values, kinds
+
+
+def _flatten_into(data: Mapping[Any, Any], prefix: str, values: dict[str, Any],
+                  kinds: dict[str, str]) -> None:
+    # The loader's hottest loop: JSON's own types are dispatched on `type()` first (an
+    # isinstance() of an ABC costs more than the rest of a leaf's work).
     for key, value in data.items():
         name = _column(prefix, key if type(key) is str else str(key))
-        if type(value) is dict or isinstance(value, Mapping):
-            if value:
-                yield from flatten(value, name)
-            # an empty object has no columns
-        else:
-            yield name, value
+        cls = type(value)
+        if cls is dict:
+            if value:  # an empty object has no columns
+                _flatten_into(value, name, values, kinds)
+            continue
+        if name in values:
+            continue
+        kind = _LEAF_KINDS.get(cls)
+        if kind == "text":
+            if len(value) > MAX_TEXT:
+                value = value[:MAX_TEXT]
+        elif kind == "float":
+            if value - value != 0:  # NaN and infinities have no SQL form
+                continue
+        elif kind == "bigint":
+            if not -_INT64 <= value < _INT64:
+                value, kind = float(value), "float"  # past bigint, as a loader infers
+        elif kind is None:
+            if value is None:
+                continue
+            if isinstance(value, Mapping):
+                if value:
+                    _flatten_into(value, name, values, kinds)
+                continue
+            value = _scalar(value)
+            kind = kind_of(value)
+            if kind is None:
+                continue
+        values[name] = value
+        kinds[name] = kind
 
 
 def _timestamp(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)
+    parsed = parse_iso(value)
+    return parsed.astimezone(dt.timezone.utc) if parsed is not None else None
 
 
 def _canonical(value: Any) -> str | None:
@@ -197,6 +239,18 @@ def _canonical(value: Any) -> str | None:
     return iso(parsed) if parsed is not None else None
 
 
+@lru_cache(maxsize=4096)
+def _corrected(received: str, sent: str, original: str) -> str:
+    """Segment's device clock correction, receivedAt - (sentAt - originalTimestamp).
+
+    Cached: the messages of one batch share all three timestamps more often than not.
+    """
+    r, s, o = _timestamp(received), _timestamp(sent), _timestamp(original)
+    if r is None or s is None or o is None:
+        return original
+    return iso(r - (s - o))
+
+
 def iso(value: dt.datetime) -> str:
     """UTC ISO 8601 with milliseconds and Z, the form every timestamp column holds."""
     return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace(
@@ -204,25 +258,20 @@ def iso(value: dt.datetime) -> str:
     )
 
 
-# Values stored as they are (floats checked for NaN below: NaN != NaN).
-_SIMPLE: dict[type, str] = {str: "text", bool: "boolean"}
+def _add(values: dict[str, Any], kinds: dict[str, str], columns: Columns) -> None:
+    """Add columns to a row; a column already there (a standard one) wins."""
+    more, more_kinds = columns
+    if values.keys().isdisjoint(more):
+        values.update(more)
+        kinds.update(more_kinds)
+        return
+    for column, value in more.items():
+        if column not in values:
+            values[column] = value
+            kinds[column] = more_kinds[column]
 
 
-def _scalars(pairs: list[tuple[str, Any]], values: dict[str, Any],
-             kinds: dict[str, str]) -> None:
-    """Add (column, value) pairs as stored; a column already there (a standard one) wins,
-    and a null creates no column."""
-    for column, value in pairs:
-        if column in values:
-            continue
-        kind = _SIMPLE.get(type(value))
-        if kind is None or (kind == "text" and len(value) > MAX_TEXT):
-            value = _scalar(value)
-            kind = kind_of(value)
-            if kind is None:
-                continue
-        values[column] = value
-        kinds[column] = kind
+_TEXT_COMMON = frozenset({"id", "anonymous_id", "user_id"})
 
 
 def _message_id(message: Mapping[str, Any], fallback: str) -> str:
@@ -253,12 +302,7 @@ def rows_for(
     received = _canonical(received_at) or received_at
     original = _canonical(message.get("timestamp")) or received
     sent = _canonical(message.get("sentAt"))
-    corrected = original
-    if sent is not None:
-        # Segment corrects the device clock: receivedAt - (sentAt - originalTimestamp).
-        r, s_, o = _timestamp(received), _timestamp(sent), _timestamp(original)
-        if r is not None and s_ is not None and o is not None:
-            corrected = iso(r - (s_ - o))
+    corrected = original if sent is None else _corrected(received, sent, original)
     common: dict[str, Any] = {"id": _message_id(message, fallback_id)}
     for column, value in (
         ("anonymous_id", _text_or_none(message.get("anonymousId"))),
@@ -272,18 +316,17 @@ def rows_for(
     common["timestamp"] = corrected
     common["original_timestamp"] = original
     common["uuid_ts"] = loaded_at
-    common_kinds = {c: ("text" if c in ("id", "anonymous_id", "user_id") else "timestamp")
-                    for c in common}
+    common_kinds = {c: ("text" if c in _TEXT_COMMON else "timestamp") for c in common}
 
-    def row(name: str, extra: dict[str, Any], *pairs: list[tuple[str, Any]]) -> Row:
+    def row(name: str, extra: dict[str, Any], *groups: Columns) -> Row:
         values = {**common, **extra}
         kinds = {**common_kinds, **dict.fromkeys(extra, "text")}
-        for group in pairs:
-            _scalars(group, values, kinds)
+        for group in groups:
+            _add(values, kinds, group)
         return Row(name, values, kinds)
 
     # Flattened once: a track's two rows share it.
-    context = list(flatten(message.get("context"), "context"))
+    context = flatten(message.get("context"), "context")
     if kind == "track":
         event = message.get("event")
         event_name = event if isinstance(event, str) else _text_or_none(event)
@@ -293,7 +336,7 @@ def rows_for(
         rows = [row("tracks", extra, context)]
         if event_name:
             rows.append(row(table_for_event(event_name), extra,
-                            list(flatten(message.get("properties"))), context))
+                            flatten(message.get("properties")), context))
         return rows
     extra = {}
     if kind in ("page", "screen"):
@@ -301,23 +344,23 @@ def rows_for(
             value = _text_or_none(message.get(key))
             if value is not None:
                 extra[column] = value
-        rows = [row(table, extra, list(flatten(message.get("properties"))), context)]
+        rows = [row(table, extra, flatten(message.get("properties")), context)]
     elif kind == "group":
         group_id = _text_or_none(message.get("groupId"))
         extra = {"group_id": group_id} if group_id is not None else {}
-        rows = [row(table, extra, list(flatten(message.get("traits"))), context)]
+        rows = [row(table, extra, flatten(message.get("traits")), context)]
     elif kind == "alias":
         previous = _text_or_none(message.get("previousId"))
         extra = {"previous_id": previous} if previous is not None else {}
         rows = [row(table, extra, context)]
     else:  # identify
-        traits = list(flatten(message.get("traits")))
+        traits = flatten(message.get("traits"))
         rows = [row(table, extra, traits, context)]
         user_id = common.get("user_id")
         if user_id:
             users = {"id": user_id, "received_at": received, "uuid_ts": loaded_at}
             users_kinds = {"id": "text", "received_at": "timestamp", "uuid_ts": "timestamp"}
-            _scalars(traits, users, users_kinds)
+            _add(users, users_kinds, traits)
             rows.append(Row("users", users, users_kinds, upsert=True))
     return rows
 
