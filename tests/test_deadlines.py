@@ -179,3 +179,17 @@ def test_the_watchdog_cuts_only_attempts_past_their_deadline() -> None:
         for conn in (quick, slow):
             conn.sock.close()
             conn.peer.close()
+
+
+def test_closing_the_client_ends_its_watchdog_thread() -> None:
+    with Collector() as collector:
+        client = Client("k", host=collector.url)
+        client.track("u", "Watched")
+        assert client.flush(5)
+        transport = client._consumer.sender.transport
+        assert isinstance(transport, HTTPTransport)
+        thread = transport._watchdog._thread
+        assert thread is not None and thread.is_alive()
+        assert client.close_and_flush(5)
+        # Joined by the close: no thread left waiting for its idle timeout.
+        assert not thread.is_alive()

@@ -276,8 +276,11 @@ class HTTPTransport:
     def close(self) -> None:
         with self._lock:
             session, self._session = self._session, None
-        if session is not None and self._pid == os.getpid():
-            session.close()
+        if self._pid == os.getpid():
+            # The watchdog's thread would otherwise linger until its idle timeout.
+            self._watchdog.close()
+            if session is not None:
+                session.close()
 
 
 class _PreparedBody:
