@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
+from ._cliargs import UsageError, port
 from ._client import DEFAULT_HOST, Client
 from ._exceptions import DeliveryError, SegmentError
 from ._version import __version__
@@ -34,10 +35,6 @@ Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Register = Callable[[Any], None]
 _COMMANDS: list[Register] = []
 _QUIET = logging.NullHandler()
-
-
-class UsageError(Exception):
-    """A bad option value: printed with the usage hint, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,17 +61,6 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def port(text: str) -> int:
-    """An argparse type: a TCP port, 0..65535 (0: any free port)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0..65535 (0: any free one), got {value}")
     return value
 
 

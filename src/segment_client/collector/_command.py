@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from segment_client._cli import UsageError, port
+from segment_client._cliargs import UsageError, port
 
 from ._faults import Fault, parse_fault
 

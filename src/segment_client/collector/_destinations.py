@@ -286,7 +286,7 @@ def attach_options(
 
     Raises UsageError naming the option (the collector is closed then).
     """
-    from segment_client._cli import UsageError
+    from segment_client._cliargs import UsageError
 
     from ._routing import DestinationsError
 
