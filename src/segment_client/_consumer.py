@@ -109,6 +109,9 @@ class Consumer:
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
         self._wake = threading.Event()
+        # Set by the thread as it ends. close() waits on it rather than on a join with a
+        # timeout: under eventlet on Python 3.13 that join raises its Timeout.
+        self._thread_done = threading.Event()
         self._stop = self.sender.stop = threading.Event()  # set when the close deadline passes
         self.log = self.sender.log = DeliveryLog(clock=self._clock)
         self._deadline: float | None = None  # the close deadline, once close() runs
@@ -278,6 +281,12 @@ class Consumer:
     # -- consumer thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._run_batches()
+        finally:
+            self._thread_done.set()
+
+    def _run_batches(self) -> None:
         try:
             stock_ids()
             while self._wait_for_trigger():
@@ -518,7 +527,9 @@ class Consumer:
             return self._close_result and self._closed.is_set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(None if deadline is None else max(0.0, deadline - self._clock()))
+            left = None if deadline is None else max(0.0, deadline - self._clock())
+            if self._thread_done.wait(left):
+                thread.join()  # it has left its loop: this returns at once
             if thread.is_alive():
                 # At the deadline the thread may be between counting a batch and
                 # reporting it (the sender gives up at the same deadline).
